@@ -1,0 +1,94 @@
+"""Offline datasets whose truth is known: 2-D Gaussian mixtures and scikit-learn's 8x8 digits.
+
+Definitions follow PROTOCOLS.md section 3 (rings and grids) and 4 / 10.5 (digits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench.data import DataOptions, DataSpec, Dataset, ImageData, MixtureData
+from bench.registry import datasets
+
+
+def ring_centres(k: int, radius: float) -> torch.Tensor:
+    # 2*pi*j/k with j < k: linspace(0, 2*pi, k) would repeat the first centre (PROTOCOLS 3, trap a).
+    angles = torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
+    return torch.stack([radius * torch.cos(angles), radius * torch.sin(angles)], dim=1).float()
+
+
+def grid_centres(values: list[float]) -> torch.Tensor:
+    return torch.tensor([[x, y] for x in values for y in values], dtype=torch.float32)
+
+
+class _Mixture(Dataset):
+    kind = "points"
+    centres: torch.Tensor
+    std: float
+
+    @classmethod
+    def load(cls, options: DataOptions, image_size: int, device: torch.device) -> MixtureData:
+        spec = DataSpec(shape=(2,), num_classes=0)
+        info = {"name": cls.name, "modes": len(cls.centres), "std": cls.std,
+                "sampling": "fresh draw per batch", "fingerprint": _digest(cls.centres.numpy(), cls.std)}
+        return MixtureData(cls.centres, cls.std, spec, info, device)
+
+
+@datasets.register("ring8")
+class Ring8(_Mixture):
+    """8 Gaussians on the unit circle, std 0.01 (PacGAN / VEEGAN settings)."""
+
+    centres = ring_centres(8, 1.0)
+    std = 0.01
+
+
+@datasets.register("grid25")
+class Grid25(_Mixture):
+    """25 Gaussians on {-4,-2,0,2,4}^2, std 0.05."""
+
+    centres = grid_centres([-4.0, -2.0, 0.0, 2.0, 4.0])
+    std = 0.05
+
+
+def load_digit_pool() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 1,797 digits as uint8 8x8 (v*255/16 rounded) and their labels."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    pixels = np.rint(bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    return pixels, bunch.target.astype(np.int64)
+
+
+def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
+    """N x H x W uint8 -> N x size x size with PIL bicubic (PROTOCOLS 10.6)."""
+    if pixels.shape[1:] == (size, size):
+        return pixels
+    return np.stack([np.asarray(Image.fromarray(p).resize((size, size), Image.BICUBIC)) for p in pixels])
+
+
+@datasets.register("digits")
+class Digits(Dataset):
+    """The 8x8 digits, resized to the run's size and replicated to 3 channels; 10 classes."""
+
+    @classmethod
+    def load(cls, options: DataOptions, image_size: int, device: torch.device) -> ImageData:
+        pixels, labels = load_digit_pool()
+        pixels = resize_square(pixels, image_size)
+        images = torch.from_numpy(pixels).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+        spec = DataSpec(shape=(3, image_size, image_size), num_classes=10,
+                        class_names=tuple(str(d) for d in range(10)))
+        info = {"name": cls.name, "images": len(images), "split": "all", "resize": "PIL bicubic",
+                "source": "sklearn.datasets.load_digits", "fingerprint": _digest(images.numpy())}
+        return ImageData(images, torch.from_numpy(labels), spec, info, device, flip=options.flip)
+
+
+def _digest(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(np.asarray(part).tobytes())
+    return h.hexdigest()

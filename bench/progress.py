@@ -1,0 +1,58 @@
+"""Progress over a grid and over steps: bars on a terminal, sparse plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+
+class GridProgress:
+    def __init__(self, planned, jobs: int):
+        self.planned = {p.run.id: p for p in planned}
+        self.total, self.done = len(planned), 0
+        self.tty = sys.stderr.isatty()
+        self.bar = None
+        self.t0 = time.time()
+
+    def __enter__(self):
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc="runs", unit="run", position=0, file=sys.stderr)
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+    def describe(self, rid: str) -> str:
+        flat = self.planned[rid].config.flat()
+        return f"{rid} {flat['variant']} {flat['dataset']} seed={flat['seed']}"
+
+    def run_done(self, rid: str, state: str, seconds: float) -> None:
+        self.done += 1
+        line = f"[{self.done}/{self.total}] {self.describe(rid)}: {state} ({seconds:.1f}s)"
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+            self.bar.update(1)
+        else:
+            click.echo(line, err=True)
+
+    def steps_for(self, planned):
+        """A per-run step callback: a second bar on a terminal, nothing otherwise (runs are lines)."""
+        if not self.tty:
+            return None
+        from tqdm import tqdm
+
+        bar = tqdm(total=planned.config.loop.steps, desc=planned.run.id, unit="step", position=1,
+                   leave=False, file=sys.stderr)
+
+        def update(done: int, total: int) -> None:
+            bar.n = done
+            bar.refresh()
+            if done >= total:
+                bar.close()
+
+        return update

@@ -1,0 +1,76 @@
+"""Samples from a generator on fixed evaluation latents, as arrays and as pictures in the run folder.
+
+Evaluation draws from its own torch.Generator seeded with EVAL_SEED, never from the training RNG,
+so writing samples does not change training, and every variant is shown the same latents.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bench.runs import RunDir, save_atomic
+
+EVAL_SEED = 2020  # fixed across variants and seeds (PROTOCOLS 0.4); torch-fidelity's default too
+GRID_IMAGES = 64
+SCATTER_POINTS = 2500
+
+
+def eval_latents(variant, n: int, device: torch.device, num_classes: int, seed: int = EVAL_SEED):
+    """z (and balanced labels for conditional variants) from a dedicated generator."""
+    generator = torch.Generator().manual_seed(seed)
+    z = variant.sample_z(n, torch.device("cpu"), generator=generator).to(device)
+    y = None
+    if variant.conditional and num_classes:
+        y = (torch.arange(n) % num_classes).to(device)
+    return z, y
+
+
+@torch.no_grad()
+def generate(variant, G, z, y, batch: int = 500) -> torch.Tensor:
+    """G's samples in eval mode (BN running statistics), on the host, in the training range."""
+    was_training = G.training
+    G.eval()
+    try:
+        parts = [variant.generate(G, z[i:i + batch], None if y is None else y[i:i + batch]).float().cpu()
+                 for i in range(0, len(z), batch)]
+    finally:
+        G.train(was_training)
+    return torch.cat(parts)
+
+
+class SampleWriter:
+    """Writes samples/step-NNNNNN.png: an image grid, or a scatter over the real data for points."""
+
+    def __init__(self, run: RunDir, variant, data, device: torch.device):
+        self.run, self.variant, self.data = run, variant, data
+        n = GRID_IMAGES if data.spec.kind == "images" else SCATTER_POINTS
+        self.z, self.y = eval_latents(variant, n, device, data.spec.num_classes)
+
+    def write(self, G, step: int) -> None:
+        fake = generate(self.variant, G, self.z, self.y)
+        path = self.run.samples_dir / f"step-{step:07d}.png"
+        if self.data.spec.kind == "images":
+            import torchvision.utils as vutils
+
+            grid = vutils.make_grid(fake.clamp(-1, 1), nrow=8, normalize=True, value_range=(-1, 1))
+            save_atomic(path, lambda tmp: vutils.save_image(grid, tmp, format="png"))
+        else:
+            real, _ = self.data.reference(SCATTER_POINTS, torch.Generator().manual_seed(EVAL_SEED))
+            save_atomic(path, lambda tmp: scatter_png(real.numpy(), fake.numpy(), step, tmp))
+
+
+def scatter_png(real, fake, step: int, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    ax.scatter(real[:, 0], real[:, 1], s=4, c="#bbbbbb", label="real")
+    ax.scatter(fake[:, 0], fake[:, 1], s=2, c="#d62728", alpha=0.5, label="generated")
+    ax.set_title(f"step {step}")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

@@ -1,0 +1,84 @@
+"""The contract every GAN variant implements; no concrete GAN lives here.
+
+A variant is math: it builds G and D for a data shape and returns losses with detached stats.
+It never calls backward(), steps an optimizer, moves data between devices or touches a file;
+the loop owns all of that, so every variant is trained and measured the same way.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+from bench.data import DataSpec
+
+Stats = dict[str, Tensor]
+
+
+class Batch(NamedTuple):
+    """Real data already on the device: images in [-1, 1] or 2-D points; labels or None."""
+
+    x: Tensor
+    y: Optional[Tensor]
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """Options every variant shares; a variant's own options extend this dataclass."""
+
+    z_dim: int = 100
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    d_steps: int = 1  # D (critic) updates per loop step: WGAN uses 5
+    g_steps: int = 1  # G updates per loop step: "G updated twice" is 2, each with fresh z
+
+
+class Variant(ABC):
+    """Base class: Adam for both nets, N(0, I) latents, unconditional generation."""
+
+    Config: type[GANConfig] = GANConfig
+    conditional = False  # True when G and D take class labels
+    data_kinds: tuple[str, ...] = ("images",)  # which DataSpec kinds build() handles: images, points
+    name = "variant"  # set by the registry
+
+    def __init__(self, config: GANConfig, spec: DataSpec):
+        self.config = config
+        self.spec = spec
+
+    @abstractmethod
+    def build(self) -> tuple[nn.Module, nn.Module]:
+        """(G, D) for self.spec; D returns one score per sample."""
+
+    def sample_z(self, n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
+        return torch.randn(n, self.config.z_dim, device=device, generator=generator)
+
+    def generate(self, G: nn.Module, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """Samples in the data's training range; conditional variants use y."""
+        return G(z, y) if self.conditional else G(z)
+
+    def discriminate(self, D: nn.Module, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """D's score per sample; conditional variants use y."""
+        return D(x, y) if self.conditional else D(x)
+
+    @abstractmethod
+    def d_loss(self, G: nn.Module, D: nn.Module, batch: Batch, z: Tensor) -> tuple[Tensor, Stats]:
+        """D's loss on one real batch and one fake batch from z."""
+
+    @abstractmethod
+    def g_loss(self, G: nn.Module, D: nn.Module, batch: Batch, z: Tensor) -> tuple[Tensor, Stats]:
+        """G's loss; batch supplies labels for conditional variants."""
+
+    def optimizers(self, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        c = self.config
+        return (
+            torch.optim.Adam(G.parameters(), lr=c.lr_g, betas=c.betas),
+            torch.optim.Adam(D.parameters(), lr=c.lr_d, betas=c.betas),
+        )
+
+    def after_d_step(self, D: nn.Module) -> None:
+        """Hook run after every D optimizer step (WGAN clips weights here)."""
