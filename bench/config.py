@@ -38,6 +38,7 @@ class LoopConfig:
     log_every: int = 100  # steps per loss flush, the one host sync of the loop
     ckpt_every: int = 500  # steps per checkpoint; a multiple of log_every
     sample_every: int = 0  # steps per sample grid in the run folder; 0 = final grid only
+    eval_every: int = 0  # steps per in-training (curve) evaluation; 0 = none
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     channels_last: bool = False  # NHWC memory format for conv nets (CUDA fast path)
 

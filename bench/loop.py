@@ -17,6 +17,7 @@ import torch
 
 from bench import checkpoint, registry
 from bench.config import RunConfig
+from bench.evaluation import Evaluator
 from bench.runs import RunDir
 from bench.samples import SampleWriter
 from bench.variant import Batch
@@ -55,6 +56,7 @@ def train(run: RunDir, config: RunConfig, progress: Optional[Progress] = None) -
     start, _ = checkpoint.restore(run.checkpoint_file, device, G=G, D=D, opt_g=opt_g, opt_d=opt_d)
     run.truncate_metrics(start)  # records written after the checkpoint by a killed process
     samples = SampleWriter(run, variant, data, device)
+    evaluator = Evaluator(run, config, variant, data, device)
     run.set_status("running", step=start, started=time.time(), data=data.info)
 
     B, n_d, n_g = loop.batch_size, options.d_steps, options.g_steps
@@ -97,6 +99,7 @@ def train(run: RunDir, config: RunConfig, progress: Optional[Progress] = None) -
         run.append_metrics(_records(names, rows, done, seconds, done - window_start, B * n_d))
         if loop.sample_every and done % loop.sample_every == 0 and done != loop.steps:
             samples.write(G, done)
+        evaluator.at_flush(G, done)
         if done % loop.ckpt_every == 0 or done == loop.steps:
             checkpoint.save(run.checkpoint_file, step=done, G=G, D=D, opt_g=opt_g, opt_d=opt_d,
                             extra={"spec": spec_record(data.spec)})
@@ -106,6 +109,7 @@ def train(run: RunDir, config: RunConfig, progress: Optional[Progress] = None) -
         window_start, t0 = done, time.perf_counter()
 
     samples.write(G, loop.steps)
+    evaluator.final(G, loop.steps)
     run.set_status("done", step=loop.steps, finished=time.time())
     return "done"
 
