@@ -57,7 +57,7 @@ class ImageData(DeviceData):
     """A uint8 N x C x H x W tensor; batches are mapped to [-1, 1] on the device."""
 
     def __init__(self, images: Tensor, labels: Optional[Tensor], spec: DataSpec, info: dict,
-                 device: torch.device, flip: bool = False):
+                 device: torch.device, flip: bool = False, extras: Optional[dict[str, Any]] = None):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 NxCxHxW, got {images.dtype} {tuple(images.shape)}")
         on_device = device.type == "cpu" or images.numel() <= DEVICE_BYTES_LIMIT
@@ -67,6 +67,8 @@ class ImageData(DeviceData):
             self.images = self.images.pin_memory()
         self.labels = None if labels is None else labels.to(self.store_device, torch.int64)
         self.device, self.spec, self.info, self.flip = device, spec, info, flip
+        # Per-image side data kept on the host, in image order (cartoon attributes for later figures).
+        self.extras = extras or {}
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -1,3 +1,4 @@
 """Registered datasets; importing this package registers them all."""
 
 from bench.datasets import builtin  # noqa: F401
+from bench.datasets import cartoonset, folders, stanford_dogs, synthetic, torchvision_sets  # noqa: F401
