@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from bench.errors import BenchError
+from bench.fetch import data as data_commands
 
 RESULTS_HELP = "results folder (default: ./results or $BENCH_RESULTS)"
 
@@ -114,6 +115,7 @@ def list_runs(grid, sets, smoke, results):
 
 
 cli.add_command(list_runs, name="status")
+cli.add_command(data_commands)  # bench data fetch NAME
 
 
 @cli.command()

@@ -56,4 +56,8 @@ def resolve_all(grid: GridFile, overrides: dict[str, Any] | None = None,
             configs.append(config)
     if not configs:
         raise BenchError(f"{grid.path or grid.name}: no runnable runs ({skipped[0] if skipped else 'empty grid'})")
+    from bench import registry  # the one I/O here: a missing dataset folder fails before any run starts
+
+    for dataset, data, size in dict.fromkeys((c.dataset, c.data, c.loop.image_size) for c in configs):
+        registry.datasets.get(dataset).check(data, size)
     return configs, sorted(set(skipped))
