@@ -1,0 +1,198 @@
+"""`bench data fetch`: downloads from a loopback HTTP server only, never the internet.
+
+The server honours Range requests (or ignores them, to test a restart) and records what it was
+asked, so resume is checked on the wire and not just by the final bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import socket
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from bench.datasets import fetch as fetch_mod
+from bench.datasets.fetch import Download, extract, fetch_file
+from bench.errors import BenchError
+
+
+def make_tar(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def server():
+    """A loopback server: files[path] = bytes; ranges=False makes it ignore Range headers."""
+
+    class State:
+        files: dict[str, bytes] = {}
+        ranges = True
+        requests: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            State.requests.append({"path": self.path, "range": self.headers.get("Range")})
+            body = State.files.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            start = 0
+            if State.ranges and self.headers.get("Range"):
+                start = int(self.headers["Range"].split("=")[1].split("-")[0])
+                if start >= len(body):
+                    self.send_error(416)
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(body) - start))
+            self.end_headers()
+            self.wfile.write(body[start:])
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    State.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield State
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_fetch_downloads_verifies_and_extracts(server, tmp_path, bench_cli, monkeypatch):
+    archive = make_tar({"toyset/a.txt": b"alpha", "toyset/sub/b.txt": b"beta" * 1000})
+    server.files["/toy.tgz"] = archive
+    monkeypatch.setitem(fetch_mod.SOURCES, "toy", [Download(server.url + "/toy.tgz", "toy.tgz", sha(archive))])
+    root = tmp_path / "data" / "toy"
+    code, _, err = bench_cli("data", "fetch", "toy", "--root", str(root))
+    assert code == 0, err
+    assert (root / "toyset" / "sub" / "b.txt").read_bytes() == b"beta" * 1000
+    assert not (root / "toy.tgz").exists() and not (root / "toy.tgz.part").exists()
+    record = json.loads((root / ".fetched.json").read_text())
+    assert record["toy.tgz"]["sha256"] == sha(archive) and record["toy.tgz"]["verified"] is True
+    assert "verified" in err
+    # Fetching again does not download again.
+    n = len(server.requests)
+    assert bench_cli("data", "fetch", "toy", "--root", str(root))[0] == 0
+    assert len(server.requests) == n
+
+
+def test_tampered_download_is_rejected_and_deleted(server, tmp_path, bench_cli, monkeypatch):
+    good = make_tar({"x.txt": b"the real file"})
+    server.files["/toy.tgz"] = make_tar({"x.txt": b"something else"})
+    monkeypatch.setitem(fetch_mod.SOURCES, "toy", [Download(server.url + "/toy.tgz", "toy.tgz", sha(good))])
+    root = tmp_path / "toy"
+    code, _, err = bench_cli("data", "fetch", "toy", "--root", str(root))
+    assert code == 2 and err.count("\n") == 1
+    assert f"expected {sha(good)}" in err and "tampered" in err
+    assert sorted(p.name for p in root.iterdir()) == []  # no archive, no .part, nothing extracted
+
+
+def test_partial_download_resumes_with_a_range_request(server, tmp_path):
+    body = bytes(range(256)) * 4000
+    server.files["/big.bin"] = body
+    (tmp_path / "big.bin.part").write_bytes(body[:300_000])
+    path = fetch_file(Download(server.url + "/big.bin", "big.bin", sha(body), extract=False), tmp_path)
+    assert path.read_bytes() == body
+    assert server.requests == [{"path": "/big.bin", "range": "bytes=300000-"}]
+
+
+def test_server_ignoring_range_restarts_the_file(server, tmp_path):
+    body = b"0123456789" * 5000
+    server.files["/f.bin"] = body
+    server.ranges = False
+    (tmp_path / "f.bin.part").write_bytes(body[:1234])
+    path = fetch_file(Download(server.url + "/f.bin", "f.bin", sha(body), extract=False), tmp_path)
+    assert path.read_bytes() == body  # not the first 1,234 bytes twice
+
+
+def test_complete_part_file_is_finished_without_downloading(server, tmp_path):
+    body = b"done already"
+    server.files["/d.bin"] = body
+    (tmp_path / "d.bin.part").write_bytes(body)
+    assert fetch_file(Download(server.url + "/d.bin", "d.bin", sha(body), extract=False), tmp_path).read_bytes() == body
+
+
+def test_unknown_digest_is_printed_and_recorded(server, tmp_path, bench_cli, monkeypatch):
+    archive = make_tar({"c.txt": b"cartoon"})
+    server.files["/c.tgz"] = archive
+    monkeypatch.setitem(fetch_mod.SOURCES, "toy", [Download(server.url + "/c.tgz", "c.tgz", None)])
+    code, _, err = bench_cli("data", "fetch", "toy", "--root", str(tmp_path / "c"))
+    assert code == 0 and sha(archive) in err and "not verified" in err
+    assert json.loads((tmp_path / "c" / ".fetched.json").read_text())["c.tgz"]["verified"] is False
+
+
+@pytest.mark.parametrize("members,links,why", [
+    ({"ok.txt": b"1", "../evil.txt": b"2"}, None, "'..' component"),
+    ({"/abs/evil.txt": b"2"}, None, "absolute path"),
+    ({"ok.txt": b"1"}, {"link": "/etc/passwd"}, "a link"),
+])
+def test_unsafe_archives_are_refused_before_anything_is_written(tmp_path, members, links, why):
+    archive = tmp_path / "bad.tgz"
+    archive.write_bytes(make_tar(members, links))
+    target = tmp_path / "target"
+    target.mkdir()
+    with pytest.raises(BenchError, match=why):
+        extract(archive, target)
+    assert list(target.iterdir()) == [] and not (tmp_path / "evil.txt").exists()
+
+
+def test_offline_is_one_clear_line(tmp_path, bench_cli, monkeypatch):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setitem(fetch_mod.SOURCES, "toy", [Download(f"http://127.0.0.1:{port}/x.tgz", "x.tgz", None)])
+    code, _, err = bench_cli("data", "fetch", "toy", "--root", str(tmp_path / "x"))
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: cannot reach http://127.0.0.1:{port}/x.tgz") and "by hand" in err
+
+
+def test_http_errors_and_unknown_names_are_one_line(server, tmp_path, bench_cli, monkeypatch):
+    monkeypatch.setitem(fetch_mod.SOURCES, "toy", [Download(server.url + "/missing", "m.tgz", None)])
+    code, _, err = bench_cli("data", "fetch", "toy", "--root", str(tmp_path / "m"))
+    assert code == 2 and "HTTP 404" in err
+    code, _, err = bench_cli("data", "fetch", "no_such_set")
+    assert code == 2 and "fetchable: anime, cartoonset, cifar10" in err
+
+
+def test_anime_says_where_to_get_it_and_where_to_put_it(tmp_path, bench_cli):
+    code, _, err = bench_cli("data", "fetch", "anime", "--root", str(tmp_path / "anime"))
+    assert code == 0 and str(tmp_path / "anime") in err and "no stable official URL" in err
+
+
+def test_shipped_sources_carry_digests_or_say_they_do_not():
+    for name, items in fetch_mod.SOURCES.items():
+        for item in items:
+            assert item.url.startswith(("http://", "https://")) and item.filename
+            assert item.sha256 is None or len(item.sha256) == 64 and int(item.sha256, 16) >= 0
+    assert all(d.sha256 for d in fetch_mod.SOURCES["stanford_dogs"])
+
+
+def test_file_placed_by_hand_is_verified_not_downloaded(server, tmp_path):
+    body = b"brought on a usb stick"
+    (tmp_path / "h.bin").write_bytes(body)
+    path = fetch_file(Download(server.url + "/h.bin", "h.bin", sha(body), extract=False), tmp_path)
+    assert path == Path(tmp_path / "h.bin") and server.requests == []
