@@ -1,0 +1,53 @@
+"""Shared fixtures: a CLI runner that goes through bench.cli.main exactly as the console script does."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def bench_cli(capsys, tmp_path, monkeypatch):
+    """Run `bench ARGS...` in tmp_path; returns (exit code, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BENCH_RESULTS", raising=False)
+
+    def call(*args: str):
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+@pytest.fixture
+def write_grid(tmp_path):
+    """Write a grid file from a dict (or raw text) and return its path."""
+
+    def write(content, name: str = "grid.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False))
+        return path
+
+    return write
+
+
+def tiny_grid(**base) -> dict:
+    """A grid of one fast run on ring8 unless overridden."""
+    return {"name": "tiny", "seeds": 1,
+            "base": {"variant": "mlp_gan", "dataset": "ring8", "steps": 20, "batch_size": 16,
+                     "log_every": 10, "ckpt_every": 10, **base}}
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("*/*") if p.is_dir()) if root.exists() else []
+
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
