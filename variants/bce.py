@@ -2,11 +2,21 @@
 
 D minimises BCE(D(x), real target) + BCE(D(G(z)), fake target); G minimises the non-saturating
 BCE(D(G(z)), 1). Never Sigmoid + BCELoss: it loses precision as D saturates (PROTOCOLS 9).
+
+The label tricks only change D's targets, so they live here as options and every BCE variant
+(mlp_gan, dcgan, cgan) gets them without a copy:
+- one-sided smoothing: `real_label: 0.9` (Salimans et al. 2016); two-sided adds `fake_label > 0`;
+- soft labels: `real_range: [0.7, 1.2]`, `fake_range: [0.0, 0.3]`, a fresh uniform draw per sample
+  per D step (null = off, the fixed labels apply);
+- noisy labels: `flip_p` swaps the real and fake targets of each sample with that probability.
+Random targets come from the global torch RNG, which the checkpoint saves, so a resumed run draws
+the same targets it would have drawn uninterrupted. G's targets always stay 1.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +29,24 @@ from bench.variant import Batch, GANConfig, Stats, Variant
 class BCEConfig(GANConfig):
     real_label: float = 1.0  # D's target for real samples; 0.9 is one-sided label smoothing
     fake_label: float = 0.0  # D's target for fakes; > 0 as well is two-sided smoothing
+    real_range: Optional[tuple[float, float]] = None  # soft real targets ~ U[lo, hi]; replaces real_label
+    fake_range: Optional[tuple[float, float]] = None  # soft fake targets ~ U[lo, hi]; replaces fake_label
+    flip_p: float = 0.0  # per-sample probability of swapping D's real and fake targets
+
+    def __post_init__(self):
+        for key in ("real_range", "fake_range"):
+            bounds = getattr(self, key)
+            if bounds is not None and not bounds[0] <= bounds[1]:
+                raise ValueError(f"'{key}' must be [low, high] with low <= high, got {list(bounds)}")
+        if not 0.0 <= self.flip_p <= 1.0:
+            raise ValueError(f"'flip_p' must be a probability in [0, 1], got {self.flip_p}")
+
+
+def _targets(n: int, fixed: float, bounds: Optional[tuple[float, float]], device: torch.device) -> Tensor:
+    if bounds is None:
+        return torch.full((n,), fixed, device=device)
+    low, high = bounds
+    return low + (high - low) * torch.rand(n, device=device)
 
 
 class BCEVariant(Variant):
@@ -27,9 +55,17 @@ class BCEVariant(Variant):
     Config = BCEConfig
 
     def d_targets(self, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        """Per-sample targets for the real and fake halves of D's loss."""
+        """Per-sample targets for the real and fake halves of D's loss, tricks applied.
+
+        Nothing is drawn from the RNG when the tricks are off, so plain runs keep their stream.
+        """
         c = self.config
-        return torch.full((n,), c.real_label, device=device), torch.full((n,), c.fake_label, device=device)
+        real = _targets(n, c.real_label, c.real_range, device)
+        fake = _targets(n, c.fake_label, c.fake_range, device)
+        if c.flip_p > 0:
+            flip = torch.rand(n, device=device) < c.flip_p
+            real, fake = torch.where(flip, fake, real), torch.where(flip, real, fake)
+        return real, fake
 
     def d_loss(self, G, D, batch: Batch, z: Tensor) -> tuple[Tensor, Stats]:
         with torch.no_grad():

@@ -62,6 +62,7 @@ class DCGANDiscriminator(nn.Module):
                        nn.LeakyReLU(0.2, True)]
         self.features = nn.Sequential(*layers)
         self.feature_dim = widths[-1]
+        self.feature_shape = (widths[-1], 4, 4)  # every stage count ends at 4x4 for the head
         self.head = nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,6 +88,55 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1)).view(-1, *self.out_shape)
+
+
+class ConditionalGenerator(nn.Module):
+    """G(z, y) = base([z, e_y]): a learned class embedding concatenated to z (`embed-concat`).
+
+    `base` must accept z_dim + embed_dim inputs (DCGANGenerator's `in_extra`, or an MLP).
+    """
+
+    def __init__(self, base: nn.Module, num_classes: int, embed_dim: int):
+        super().__init__()
+        self.base = base
+        self.embed = nn.Embedding(num_classes, embed_dim)  # N(0, 1) rows: the same scale as z
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.base(torch.cat([z, self.embed(y)], dim=1))
+
+
+class ProjectionDiscriminator(nn.Module):
+    """D(x, y) = psi(phi(x)) + <e_y, phi(x)> (Miyato & Koyama 2018) on a DCGAN critic.
+
+    phi is the flattened 4x4 feature map and psi the DCGAN head, which is a linear map of it, so
+    the class term is a per-class linear map of the same features.
+    """
+
+    def __init__(self, base: DCGANDiscriminator, num_classes: int):
+        super().__init__()
+        self.base = base
+        self.embed = nn.Embedding(num_classes, math.prod(base.feature_shape))
+        nn.init.normal_(self.embed.weight, 0.0, 0.02)  # the head's init scale, so both terms start alike
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        phi = self.base.features(x)
+        return self.base.head(phi).flatten() + (self.embed(y) * phi.flatten(1)).sum(dim=1)
+
+
+class ConcatDiscriminator(nn.Module):
+    """D(x, y) = base([x, maps(e_y)]): class embedding maps as extra input channels (Mirza & Osindero 2014).
+
+    `base` must take the image channels plus embed_dim.
+    """
+
+    def __init__(self, base: nn.Module, num_classes: int, embed_dim: int):
+        super().__init__()
+        self.base = base
+        self.embed = nn.Embedding(num_classes, embed_dim)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        maps = self.embed(y)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
+        return self.base(torch.cat([x, maps.to(x.dtype)], dim=1))
 
 
 def dcgan_init(module: nn.Module) -> None:
