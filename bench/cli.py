@@ -37,17 +37,40 @@ def _grid_and_configs(grid_file: str, sets: tuple[str, ...], smoke: bool):
     return grid, name, configs, skipped
 
 
+def _gpu_list(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    if text == "all":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BenchError("--gpus all: no CUDA device is visible; drop --gpus to run on CPU")
+        return tuple(range(torch.cuda.device_count()))
+    try:
+        return tuple(int(g) for g in text.split(","))
+    except ValueError:
+        raise BenchError(f"--gpus {text!r}: expected device indices like 0,1 or 'all'") from None
+
+
 @cli.command()
 @click.argument("grid_file", type=click.Path(dir_okay=False))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a key in every run (repeatable)")
-@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="runs trained in parallel processes")
+@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="runs trained at once")
+@click.option("--gpus", default=None, metavar="0,1|all", help="pin runs to these CUDA devices (one stream each)")
+@click.option("--per-gpu", type=click.IntRange(1), default=1, show_default=True, help="runs sharing one GPU")
+@click.option("--backend", type=click.Choice(["local", "dask", "ray"]), default="local", show_default=True,
+              help="who executes runs: worker processes here, a dask cluster or a ray cluster")
+@click.option("--address", default=None, help="dask scheduler (tcp://host:port) or ray address; "
+                                               "default: a local cluster")
+@click.option("--retry-failed", is_flag=True, help="train failed runs again (they are skipped otherwise)")
 @click.option("--dry-run", is_flag=True, help="print the expanded runs and their state; train nothing")
 @click.option("--smoke", is_flag=True, help="shrink every run (steps, batch, image size) for a quick check; "
                                             "stored under <grid>-smoke")
 @results_option
-def run(grid_file, sets, jobs, dry_run, smoke, results):
+def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, retry_failed, dry_run, smoke, results):
     """Train every run of GRID_FILE that is not finished yet (killed runs resume)."""
     from bench import scheduler
+    from bench.backends import Placement, execute
     from bench.runs import write_atomic
 
     grid, name, configs, skipped = _grid_and_configs(grid_file, sets, smoke)
@@ -55,66 +78,82 @@ def run(grid_file, sets, jobs, dry_run, smoke, results):
     for reason in skipped:
         click.echo(f"skipped: {reason}", err=True)
     if dry_run:
-        _print_table(planned)
+        from bench.status import read_rows, render
+
+        rows = read_rows([p.run.path for p in planned], [p.config.flat() for p in planned])
+        click.echo(render(rows, f"{name}: {len(planned)} runs (dry run, nothing trained)"))
         return
+    placement = Placement(jobs, _gpu_list(gpus), per_gpu)
     write_atomic(results / name / "grid.yaml", grid.text or "")
-    todo = [p for p in planned if p.state not in ("done", "diverged")]
-    click.echo(f"{name}: {len(planned)} runs, {len(planned) - len(todo)} finished, {len(todo)} to train"
-               f" -> {results / name}", err=True)
+    todo = [p for p in planned if scheduler.needs_work(p, retry_failed)]
+    failed_before = sum(p.state == "failed" for p in planned) if not retry_failed else 0
+    click.echo(f"{name}: {len(planned)} runs, {len(planned) - len(todo)} finished or failed, {len(todo)} to train"
+               f" -> {results / name}" + (" (--retry-failed retrains failed runs)" if failed_before else ""), err=True)
     if not todo:
         return
+    for p in todo:
+        scheduler.prepare(p)
     from bench.progress import GridProgress
 
-    with GridProgress(todo, jobs) as progress:
-        states = scheduler.run_all(todo, jobs, progress.run_done, progress.steps_for if jobs == 1 else None)
-    failed = [rid for rid, state in states.items() if state == "failed"]
-    counts = {s: list(states.values()).count(s) for s in sorted(set(states.values()))}
+    outcomes: dict[str, str] = {}
+    with GridProgress(todo, placement.slots) as progress:
+        paths = [str(p.run.path) for p in todo]
+        step_progress = progress.steps_for if placement.slots == 1 and backend == "local" else None
+        for rid, outcome, seconds in execute(paths, backend, placement, retry_failed, address, step_progress):
+            outcomes[rid] = outcome
+            progress.run_done(rid, outcome, seconds)
+    counts = {s: list(outcomes.values()).count(s) for s in sorted(set(outcomes.values()))}
     click.echo(f"{name}: " + ", ".join(f"{n} {s}" for s, n in counts.items()), err=True)
-    for rid in failed:
-        click.echo(f"failed {rid}: {scheduler.RunDir(results, name, rid).status().get('reason', '')}", err=True)
+    for rid, outcome in outcomes.items():
+        if outcome == "failed":
+            click.echo(f"failed {rid}: {scheduler.RunDir(results, name, rid).status().get('reason', '')}", err=True)
 
 
-def _print_table(planned) -> None:
-    click.echo(f"{'run id':12}  {'state':9}  {'step':>6}  config")
-    for p in planned:
-        status = p.run.status()
-        flat = p.config.flat()
-        keys = ["variant", "dataset", "seed"]
-        desc = " ".join(f"{k}={flat[k]}" for k in keys)
-        step = status.get("step", 0)
-        click.echo(f"{p.run.id:12}  {status.get('state', 'queued'):9}  {step:>6}  {desc}")
-
-
-@cli.command(name="list")
-@click.argument("grid", type=str)
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="as given to bench run")
-@click.option("--smoke", is_flag=True, help="as given to bench run")
+@cli.command()
+@click.argument("grids", nargs=-1)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="as given to bench run (grid files)")
+@click.option("--smoke", is_flag=True, help="as given to bench run (grid files)")
+@click.option("--watch", is_flag=True, help="refresh every 2 s until every run has ended")
 @results_option
-def list_runs(grid, sets, smoke, results):
-    """Show every run of GRID (a grid file, or a grid name under the results folder) with its state."""
-    from bench import scheduler
-    from bench.config import parse_set
-    from bench.runs import RunDir
+def status(grids, sets, smoke, watch, results):
+    """Runs of each GRID (a grid file or a grid name under results/; default: all) by state, with ETA."""
+    import time
 
-    if Path(grid).is_file():
-        _, name, configs, _ = _grid_and_configs(grid, sets, smoke)
-        _print_table(scheduler.plan(results, name, configs))
-        return
-    folder = results / grid
-    if not folder.is_dir():
-        raise BenchError(f"no grid named {grid!r} under {results}; pass a grid file or one of: "
-                         + (", ".join(sorted(p.name for p in results.iterdir() if p.is_dir())) or "(none yet)"))
-    parse_set(sets)
-    from bench.config import resolve
+    def groups():
+        names = grids or sorted(p.name for p in results.iterdir() if p.is_dir()) if results.is_dir() else grids
+        if not names:
+            raise BenchError(f"no grids under {results}; run one with bench run GRID.yaml")
+        out = []
+        for grid in names:
+            if Path(grid).is_file():
+                from bench import scheduler
 
-    planned = []
-    for path in sorted(p for p in folder.iterdir() if (p / "config.yaml").is_file()):
-        run = RunDir.open(path)
-        planned.append(scheduler.PlannedRun(run, resolve(run.read_config(), str(run.config_file))))
-    _print_table(planned)
+                _, name, configs, _ = _grid_and_configs(grid, sets, smoke)
+                out.append((name, [p.run.path for p in scheduler.plan(results, name, configs)]))
+            elif (results / grid).is_dir():
+                out.append((grid, sorted(p for p in (results / grid).iterdir() if (p / "config.yaml").is_file())))
+            else:
+                raise BenchError(f"no grid named {grid!r} under {results}; pass a grid file or a name listed "
+                                 f"by bench status")
+        return out
+
+    while True:
+        from bench.status import read_rows, render
+
+        tables, active = [], False
+        for name, paths in groups():
+            rows = read_rows(paths)
+            active |= any(r.state in ("running", "queued") for r in rows)
+            tables.append(render(rows, f"{name}: {len(rows)} runs"))
+        if watch:
+            click.clear()
+        click.echo("\n\n".join(tables))
+        if not (watch and active):
+            return
+        time.sleep(2)
 
 
-cli.add_command(list_runs, name="status")
+cli.add_command(status, name="list")
 cli.add_command(data_commands)  # bench data fetch NAME
 
 

@@ -57,7 +57,7 @@ def train(run: RunDir, config: RunConfig, progress: Optional[Progress] = None) -
     run.truncate_metrics(start)  # records written after the checkpoint by a killed process
     samples = SampleWriter(run, variant, data, device)
     evaluator = Evaluator(run, config, variant, data, device)
-    run.set_status("running", step=start, started=time.time(), data=data.info)
+    run.set_status("running", step=start, start_step=start, steps=loop.steps, started=time.time(), data=data.info)
 
     B, n_d, n_g = loop.batch_size, options.d_steps, options.g_steps
     names: list[str] = []

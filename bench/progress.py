@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import sys
-import time
+from pathlib import Path
 
 import click
 
 
 class GridProgress:
-    def __init__(self, planned, jobs: int):
+    def __init__(self, planned, slots: int):
         self.planned = {p.run.id: p for p in planned}
         self.total, self.done = len(planned), 0
         self.tty = sys.stderr.isatty()
         self.bar = None
-        self.t0 = time.time()
 
     def __enter__(self):
         if self.tty:
@@ -31,21 +30,23 @@ class GridProgress:
         flat = self.planned[rid].config.flat()
         return f"{rid} {flat['variant']} {flat['dataset']} seed={flat['seed']}"
 
-    def run_done(self, rid: str, state: str, seconds: float) -> None:
+    def run_done(self, rid: str, outcome: str, seconds: float) -> None:
         self.done += 1
-        line = f"[{self.done}/{self.total}] {self.describe(rid)}: {state} ({seconds:.1f}s)"
+        note = " by another process" if outcome == "claimed" else ""
+        line = f"[{self.done}/{self.total}] {self.describe(rid)}: {outcome}{note} ({seconds:.1f}s)"
         if self.bar is not None:
             self.bar.write(line, file=sys.stderr)
             self.bar.update(1)
         else:
             click.echo(line, err=True)
 
-    def steps_for(self, planned):
+    def steps_for(self, path: str):
         """A per-run step callback: a second bar on a terminal, nothing otherwise (runs are lines)."""
         if not self.tty:
             return None
         from tqdm import tqdm
 
+        planned = self.planned[Path(path).name]
         bar = tqdm(total=planned.config.loop.steps, desc=planned.run.id, unit="step", position=1,
                    leave=False, file=sys.stderr)
 

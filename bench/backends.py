@@ -1,0 +1,114 @@
+"""Executors for run folders: in this process, joblib worker processes, dask or ray.
+
+Every backend calls the same scheduler.execute_run on a run folder path and yields
+(run id, outcome, seconds) as runs end. dask and ray are optional extras, imported only here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+from bench.errors import BenchError
+from bench.scheduler import execute_run, execute_stream
+
+BACKENDS = ("local", "dask", "ray")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How many runs at once and where: `jobs` slots, optionally spread over GPUs."""
+
+    jobs: int = 1
+    gpus: tuple[int, ...] = ()  # CUDA device indices; empty = the run's own `device` key
+    per_gpu: int = 1  # runs sharing one GPU
+
+    @property
+    def slots(self) -> int:
+        return len(self.gpus) * self.per_gpu if self.gpus else self.jobs
+
+    def threads(self) -> int:
+        """CPU threads per run so that the slots do not oversubscribe the cores."""
+        return max(1, (os.cpu_count() or 1) // self.slots)
+
+    def device(self, slot: int) -> Optional[str]:
+        return f"cuda:{self.gpus[slot % len(self.gpus)]}" if self.gpus else None
+
+
+def run_local(paths: list[str], placement: Placement, retry_failed: bool,
+              step_progress: Optional[Callable] = None) -> Iterator[tuple[str, str, float]]:
+    if placement.slots <= 1:
+        for path in paths:
+            progress = step_progress(path) if step_progress else None
+            yield execute_run(path, 0, placement.device(0), progress, retry_failed)
+        return
+    from joblib import Parallel, delayed
+
+    threads = placement.threads()
+    if placement.gpus:
+        # One stream of runs per slot, so each GPU slot is held by one worker at a time.
+        streams = [paths[i::placement.slots] for i in range(placement.slots)]
+        calls = (delayed(execute_stream)(s, threads, placement.device(i), retry_failed)
+                 for i, s in enumerate(streams) if s)
+        for outcomes in Parallel(n_jobs=placement.slots, return_as="generator_unordered")(calls):
+            yield from outcomes
+        return
+    calls = (delayed(execute_run)(p, threads, None, None, retry_failed) for p in paths)
+    yield from Parallel(n_jobs=placement.slots, return_as="generator_unordered")(calls)
+
+
+def run_dask(paths: list[str], placement: Placement, retry_failed: bool,
+             address: Optional[str] = None) -> Iterator[tuple[str, str, float]]:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise BenchError("the dask backend needs dask.distributed; pip install -e '.[dask]'") from None
+    cluster = None
+    if address is None:
+        cluster = LocalCluster(n_workers=placement.slots, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+    try:
+        client = Client(address or cluster)
+    except OSError as exc:
+        raise BenchError(f"cannot reach the dask scheduler at {address} ({exc}); start it or drop --address") from None
+    try:
+        futures = [client.submit(execute_run, p, placement.threads(), placement.device(i), None, retry_failed,
+                                 key=f"bench-run-{os.path.basename(p)}", pure=False)
+                   for i, p in enumerate(paths)]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run_ray(paths: list[str], placement: Placement, retry_failed: bool,
+            address: Optional[str] = None) -> Iterator[tuple[str, str, float]]:
+    try:
+        import ray
+    except ImportError:
+        raise BenchError("the ray backend needs ray; pip install -e '.[ray]'") from None
+    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    num_gpus = (1.0 / placement.per_gpu) if placement.gpus else 0
+    remote = ray.remote(num_cpus=placement.threads(), num_gpus=num_gpus)(execute_run)
+    # Ray assigns the GPU (CUDA_VISIBLE_DEVICES per task), so the run uses its first visible one.
+    device = "cuda" if placement.gpus else None
+    pending = [remote.remote(p, placement.threads(), device, None, retry_failed) for p in paths]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(done[0])
+
+
+def execute(paths: list[str], backend: str, placement: Placement, retry_failed: bool = False,
+            address: Optional[str] = None, step_progress: Optional[Callable] = None):
+    if backend == "local":
+        if address:
+            raise BenchError("--address is for the dask and ray backends; add --backend dask or ray")
+        return run_local(paths, placement, retry_failed, step_progress)
+    if backend == "dask":
+        return run_dask(paths, placement, retry_failed, address)
+    if backend == "ray":
+        return run_ray(paths, placement, retry_failed, address)
+    raise BenchError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")

@@ -1,0 +1,104 @@
+"""`bench status`: a grid's runs by state, with step, rate, ETA and the error of failed runs.
+
+Reads run folders only (config.yaml, status.json, lock.json): no torch, so it is instant and works
+on a copy of results/ without the training stack.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from bench.locks import is_stale, read_lock
+
+ORDER = ("running", "stalled", "queued", "failed", "diverged", "done")
+
+
+@dataclass
+class RunRow:
+    run_id: str
+    config: dict
+    status: dict
+    lock: Optional[dict]
+
+    @property
+    def state(self) -> str:
+        state = self.status.get("state", "queued")
+        if state == "running" and (self.lock is None or is_stale(self.lock)):
+            return "stalled"  # its process died: the next `bench run` resumes it
+        return state
+
+    @property
+    def steps(self) -> int:
+        return int(self.config.get("steps") or self.status.get("steps") or 0)
+
+    @property
+    def step(self) -> int:
+        return int(self.status.get("step", 0))
+
+    @property
+    def rate(self) -> Optional[float]:
+        """Steps per second since the run last (re)started."""
+        s = self.status
+        if "started" not in s:
+            return None
+        end = s.get("finished") if self.state != "running" else s.get("updated")
+        seconds = (end or time.time()) - s["started"]
+        done = self.step - int(s.get("start_step", 0))
+        return done / seconds if seconds > 0 and done > 0 else None
+
+
+def read_rows(run_paths: list[Path], configs: Optional[list[dict]] = None) -> list[RunRow]:
+    """Rows for run folders; `configs` stands in for config.yaml of runs not created yet."""
+    rows = []
+    for i, path in enumerate(run_paths):
+        try:
+            config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            config = configs[i] if configs else {}
+        from bench.runs import RunDir
+
+        status = RunDir(path.parent.parent, path.parent.name, path.name).status()
+        rows.append(RunRow(path.name, config, status, read_lock(path / "lock.json")))
+    return rows
+
+
+def varying_keys(rows: list[RunRow]) -> list[str]:
+    """Config keys whose value differs between runs: what tells the rows apart."""
+    # Keys every run has; a variant's own keys (absent from other variants' runs) would be noise.
+    keys = sorted(set.intersection(*(set(r.config) for r in rows))) if rows else []
+    varying = [k for k in keys if len({repr(r.config.get(k)) for r in rows}) > 1]
+    first = [k for k in ("variant", "dataset") if k in varying or k in keys]
+    return first + [k for k in varying if k not in first and k != "seed"] + (["seed"] if "seed" in keys else [])
+
+
+def render(rows: list[RunRow], title: str) -> str:
+    keys = varying_keys(rows)
+    lines = [title, f"{'run id':12}  {'state':9}  {'step':>13}  {'steps/s':>8}  config"]
+    for row in sorted(rows, key=lambda r: (ORDER.index(r.state) if r.state in ORDER else 9, r.run_id)):
+        rate = f"{row.rate:8.1f}" if row.rate else f"{'-':>8}"
+        desc = " ".join(f"{k}={row.config.get(k)}" for k in keys)
+        lines.append(f"{row.run_id:12}  {row.state:9}  {row.step:>6}/{row.steps:<6}  {rate}  {desc}")
+    counts = {s: sum(r.state == s for r in rows) for s in ORDER}
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n) + eta_text(rows))
+    for row in rows:
+        if row.state == "failed":
+            lines.append(f"failed {row.run_id}: {row.status.get('reason', '(no reason recorded)')}")
+    return "\n".join(lines)
+
+
+def eta_text(rows: list[RunRow]) -> str:
+    remaining = sum(max(r.steps - r.step, 0) for r in rows if r.state in ("running", "stalled", "queued"))
+    if not remaining:
+        return ""
+    running = [r.rate for r in rows if r.state == "running" and r.rate]
+    finished = [r.rate for r in rows if r.state == "done" and r.rate]
+    throughput = sum(running) if running else (sum(finished) / len(finished) if finished else 0)
+    if not throughput:
+        return f"; {remaining} steps to go"
+    seconds = remaining / throughput
+    return f"; ETA {seconds / 60:.1f} min for {remaining} steps at {throughput:.1f} steps/s"
