@@ -345,3 +345,16 @@ def test_a_run_records_what_data_it_trained_on(tmp_path, bench_cli, write_grid):
     data = status["data"]
     assert data["name"] == "anime" and data["images"] == 120 and data["skipped_corrupt"] == 1
     assert data["split"] == "all" and data["classes"] == 0 and len(data["fingerprint"]) == 64
+
+
+def test_parallel_decode_matches_serial_and_places_bad_rows(tmp_path):
+    from bench.datasets.decode import Preprocess, decode_files
+
+    root = flat_tree(tmp_path / "many", 300, size=(12, 9))
+    (root / "img0150.jpg").write_bytes(b"broken")
+    paths = sorted(root.glob("img*.jpg"))
+    serial, bad_serial = decode_files(paths, Preprocess(8), workers=1)
+    parallel, bad_parallel = decode_files(paths, Preprocess(8), workers=3)
+    assert np.array_equal(serial, parallel) and serial[:150].any(axis=(1, 2, 3)).all()
+    assert [i for i, _ in bad_parallel] == [i for i, _ in bad_serial] == [150]
+    assert not parallel[150].any()

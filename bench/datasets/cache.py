@@ -6,6 +6,10 @@ how to decode on a miss). The fingerprint is PROTOCOLS 10.6's `srcfp`: sha256 ov
 selection parameters. A source that changed gets a new name, so a stale cache is never read; the
 old file is left for the user to delete. `ref_fingerprint` is the sha256 of the cache file itself,
 computed once when it is written and kept in a sidecar, so loading never re-reads the tensor.
+
+Unreadable images: PROTOCOLS 10 says never skip silently, the datasets issue says skip and count.
+Both hold here: a few are skipped, counted in the cache and the run's status, printed and listed
+in a file beside the cache; past CORRUPT_LIMIT the load fails, naming that file.
 """
 
 from __future__ import annotations
