@@ -73,3 +73,18 @@ def test_shape_hue_carries_the_class():
     red_circle, cyan_circle = centre[data.labels == 0].mean(0), centre[data.labels == 8].mean(0)
     assert class_design(0, 16)[0] == class_design(8, 16)[0] == "circle"
     assert red_circle[0] > red_circle[2] + 80 and cyan_circle[2] > cyan_circle[0] + 80
+
+
+def test_a_conditional_run_trains_on_120_shape_classes(tmp_path, bench_cli, write_grid):
+    """The 120-breed path (class count from the dataset) works with no Stanford Dogs on disk."""
+    import json
+
+    grid = write_grid({"name": "breeds", "base": {
+        "variant": "cgan", "dataset": "shapes", "image_size": 8, "steps": 2, "batch_size": 8, "log_every": 1,
+        "ckpt_every": 2, "cgan": {"width": 8}, "data": {"classes": 120, "per_class": 1}}})
+    code, _, err = bench_cli("run", str(grid))
+    assert code == 0, err
+    (status,) = (tmp_path / "results" / "breeds").glob("*/status.json")
+    status = json.loads(status.read_text())
+    assert status["state"] == "done", status
+    assert status["data"]["classes"] == 120 and status["data"]["images"] == 120
