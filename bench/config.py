@@ -38,7 +38,9 @@ class LoopConfig:
     log_every: int = 100  # steps per loss flush, the one host sync of the loop
     ckpt_every: int = 500  # steps per checkpoint; a multiple of log_every
     sample_every: int = 0  # steps per sample grid in the run folder; 0 = final grid only
-    eval_every: int = 0  # steps per in-training (curve) evaluation; 0 = none
+    # steps per in-training (curve) evaluation, a multiple of log_every; 0 = auto (about 20, log-spaced
+    # early, PROTOCOLS 7.2); -1 = no evaluation at all (curve and final), e.g. for `bench eval` later
+    eval_every: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     channels_last: bool = False  # NHWC memory format for conv nets (CUDA fast path)
 
@@ -154,6 +156,9 @@ def _check_loop(loop: LoopConfig, where: str) -> None:
                          f"({loop.log_every}); checkpoints are taken at flushes")
     if loop.sample_every < 0:
         raise BenchError(f"{where}: 'sample_every' must be >= 0")
+    if loop.eval_every < -1 or (loop.eval_every > 0 and loop.eval_every % loop.log_every):
+        raise BenchError(f"{where}: 'eval_every' must be -1 (none), 0 (auto) or a multiple of 'log_every' "
+                         f"({loop.log_every}), got {loop.eval_every}")
     if not re.match(r"^(auto|cpu|cuda(:\d+)?)$", loop.device):
         raise BenchError(f"{where}: 'device' must be auto, cpu, cuda or cuda:N, got {loop.device!r}")
 
