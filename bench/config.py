@@ -22,7 +22,7 @@ from bench.errors import BenchError
 
 DATA_PREFIX = "data."
 # Keys that say where or how fast a run executes, not what it computes: left out of the run id.
-NOT_HASHED = {"device", "data.root"}
+NOT_HASHED = {"device", "data.root", "compile", "fused_optim"}
 IMAGE_SIZES = (8, 16, 32, 64, 128)
 _GRID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -43,6 +43,11 @@ class LoopConfig:
     eval_every: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     channels_last: bool = False  # NHWC memory format for conv nets (CUDA fast path)
+    # Fast paths (issue 8; `bench speed --paths` measures each). amp changes the numbers, so it is part
+    # of the run id; compile and fused_optim only change how fast the same math runs.
+    amp: bool = False  # bf16 autocast of the forward passes; losses stay float32
+    compile: bool = False  # torch.compile G and D; eager where it fails (recorded in status.json)
+    fused_optim: bool = True  # fused Adam kernels on CUDA (ignored on CPU)
 
 
 @dataclass(frozen=True)
