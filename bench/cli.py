@@ -155,6 +155,8 @@ def status(grids, sets, smoke, watch, results):
 
 cli.add_command(status, name="list")
 cli.add_command(data_commands)  # bench data fetch NAME
+from bench.metrics.command import eval_command  # noqa: E402  (click only; no torch at import)
+cli.add_command(eval_command)  # bench eval RUN_DIR|GRID [--metrics a,b] [--n N] [--checkpoint final|best|all]
 
 
 @cli.command()

@@ -1,0 +1,109 @@
+"""`bench eval`: the full protocol on saved checkpoints, by the same code the grid runner calls.
+
+Click only at import, so `bench --help` never loads torch. Values are appended to each run's
+metrics.jsonl as kind "final" / "best" records; running it again appends again, and readers take
+the last record per (name, kind, label, step).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from bench.errors import BenchError
+
+
+def _runs(targets: tuple[str, ...], results: Path) -> list[Path]:
+    """Run folders from run folders, grid result folders, or grid names under --results."""
+    found: list[Path] = []
+    for target in targets:
+        path = Path(target)
+        if not path.exists() and (results / target).is_dir():
+            path = results / target
+        if (path / "config.yaml").is_file():
+            found.append(path)
+        elif path.is_dir():
+            runs = sorted(p for p in path.iterdir() if (p / "config.yaml").is_file())
+            if not runs:
+                raise BenchError(f"{path} holds no run folders; pass results/<grid> or results/<grid>/<run id>")
+            found += runs
+        else:
+            raise BenchError(f"{target}: no such run folder, grid folder or grid under {results}; "
+                             f"pass results/<grid>/<run id> or a grid name")
+    return found
+
+
+@click.command(name="eval")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--metrics", "metric_names", default="", metavar="A,B",
+              help="metrics to compute (default: every one of the full protocol that applies)")
+@click.option("--n", "n", type=click.IntRange(2), default=None, help="generated samples (default: the protocol's)")
+@click.option("--checkpoint", type=click.Choice(["final", "best", "all"]), default="all", show_default=True,
+              help="which generator: the final one, the best by the curve (ckpt/best.pt), or both")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option("--inception-weights", default="", metavar="FILE",
+              help="Inception weights file (default: $BENCH_INCEPTION_WEIGHTS, else the torch hub cache)")
+@click.option("--vgg16-weights", default="", metavar="FILE",
+              help="torchvision VGG16 state dict for precision/recall (default: $BENCH_VGG16_WEIGHTS, else hub cache)")
+@click.option("--download-weights", is_flag=True, help="let torch-fidelity / torchvision download missing weights")
+@click.option("--results", "results", type=click.Path(file_okay=False, path_type=Path),
+              default=lambda: os.environ.get("BENCH_RESULTS", "results"), show_default=False,
+              help="results folder for grid names (default: ./results or $BENCH_RESULTS)")
+def eval_command(targets, metric_names, n, checkpoint, device, inception_weights, vgg16_weights,
+                 download_weights, results):
+    """Evaluate finished runs (TARGETS: run folders, grid folders or grid names) and store the values."""
+    from bench.metrics.fidelity import Weights
+
+    weights = Weights.from_env(inception_weights, vgg16_weights, download_weights)
+    names = [m.strip() for m in metric_names.split(",") if m.strip()] or None
+    for path in _runs(targets, results):
+        records, timings = evaluate_run(path, names, n, checkpoint, device, weights)
+        click.echo(f"{path}: {len(records)} values", err=True)
+        for r in records:
+            std = f" ± {r['std']:.4g}" if r.get("std") is not None else ""
+            value = r["value"]
+            shown = "skipped" if value is None or value != value else f"{value:.6g}"
+            click.echo(f"  {r['kind']:5}  step {r['step']:>7}  {r['label']:36}  {shown}{std}")
+        click.echo("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()), err=True)
+
+
+def evaluate_run(path: Path, names, n, which: str, device_name: str, weights):
+    """Load a finished run's data, G (and D for the probe) and run the full protocol on it."""
+    import torch
+
+    from bench import checkpoint, registry
+    from bench.config import resolve
+    from bench.evaluation import evaluate_final
+    from bench.loop import pick_device
+    from bench.metrics import suite  # noqa: F401  (registers the metrics)
+    from bench.metrics.context import EvalContext
+    from bench.runs import RunDir
+
+    run = RunDir.open(path)
+    config = resolve(run.read_config(), where=str(run.config_file))
+    status = run.status()
+    if status.get("state") != "done":
+        raise BenchError(f"{run.path} is {status.get('state', 'queued')} (step {status.get('step', 0)} of "
+                         f"{config.loop.steps}); finish it with bench run first")
+    if names:
+        for name in names:
+            registry.metrics.get(name)  # unknown names fail here, listing the valid ones
+    device = pick_device(device_name)
+    data = registry.datasets.get(config.dataset).load(config.data, config.loop.image_size, device)
+    variant = registry.variants.get(config.variant)(config.options, data.spec)
+    state = checkpoint.load(run.checkpoint_file, device)
+    with torch.random.fork_rng(devices=[]):
+        G, D = variant.build()
+    G.load_state_dict(state["G"])
+    D.load_state_dict(state["D"])
+    G, D = G.to(device), D.to(device)
+    ctx = EvalContext(config, data, variant, device, weights)
+    timings: dict[str, float] = {}
+    best_file = run.path / "ckpt" / "best.pt"
+    records = evaluate_final(run, ctx, G, int(state["step"]), best_file, names, n, timings, D=D, which=which)
+    if which == "best" and not best_file.is_file():
+        print(f"warning: {run.path} has no ckpt/best.pt (no curve evaluations); nothing evaluated", file=sys.stderr)
+    return records, timings

@@ -1,0 +1,178 @@
+"""What every metric of one run shares: the real data, its fingerprint, the fitted extractors, the
+generated samples of one pass, and the protocol fields common to all its records.
+
+Nothing here draws from the training RNG: samples come from `samples.eval_latents` (its own
+generator), subsets from generators seeded with EVAL_SEED, and sklearn models from their own
+random_state, so a run trains identically with and without evaluation.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from bench import registry
+from bench.metrics import extractors
+from bench.metrics.fidelity import Weights, to_uint8
+from bench.metrics.records import own_library
+from bench.samples import EVAL_SEED, eval_latents, generate
+
+# Built-in image datasets whose own labels give a meaningful feature space (PROTOCOLS 1.5, 4); every
+# other image dataset is natural imagery and uses Inception/VGG. A dataset class may say otherwise
+# with `eval_features = "domain"` or `"inception"`.
+DOMAIN_DATASETS = ("digits", "stacked_digits", "shapes", "mnist")
+STACKED_DATASETS = ("stacked_digits",)  # R, G, B are three digits; 1,000 modes (PROTOCOLS 4)
+MAX_REFERENCE = 50_000  # larger train splits use a fixed subset chosen with eval_seed (PROTOCOLS 2)
+
+
+def metrics_cache() -> Path:
+    from bench.datasets.files import cache_root
+
+    return cache_root() / "metrics"
+
+
+class EvalContext:
+    """One run's evaluation setting: dataset, device, weights, and lazily built shared pieces."""
+
+    def __init__(self, config, data, variant, device: torch.device, weights: Optional[Weights] = None,
+                 eval_seed: int = EVAL_SEED):
+        self.config, self.data, self.variant, self.device = config, data, variant, device
+        self.weights = weights or Weights.from_env()
+        self.eval_seed = eval_seed
+        self.dataset = config.dataset
+        self.spec = data.spec
+        self.info = data.info
+        self.family = family_of(config.dataset, data)
+        self.stacked = self.family == "domain" and config.dataset in STACKED_DATASETS
+        self.conditional = bool(variant.conditional and self.spec.num_classes)
+
+    # ---- facts recorded with every value
+    @property
+    def image_size(self) -> int:
+        return int(self.spec.shape[-1]) if self.spec.kind == "images" else 0
+
+    @property
+    def ref_split(self) -> str:
+        return str(self.info.get("split", "all"))
+
+    @property
+    def ref_fingerprint(self) -> str:
+        return str(self.info.get("ref_fingerprint") or self.info.get("fingerprint", ""))
+
+    def protocol(self) -> dict:
+        """Fields shared by every record of this run; metrics add theirs (n_gen, extractor, ...)."""
+        out = {"ref_dataset": self.dataset, "ref_split": self.ref_split, "ref_fingerprint": self.ref_fingerprint,
+               "eval_seed": self.eval_seed, "seed": self.config.loop.seed, "library": own_library()}
+        if self.spec.kind == "images":
+            prep = self.info.get("preprocess") or {}
+            out.update(image_size=self.image_size, resize=str(prep.get("filter", self.info.get("resize", "none"))),
+                       crop=str(prep.get("crop", "center" if prep else "none")))
+        else:
+            out.update(modes=int(len(self.data.centres)), mode_std=float(self.data.std))
+        return out
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.dataset}-{self.ref_split}-{self.image_size}px-{self.ref_fingerprint[:16]}"
+
+    # ---- real data
+    @functools.cached_property
+    def reference(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The train split as uint8 on the host (at most 50,000, chosen with eval_seed) and its labels."""
+        images = self.data.images.cpu()
+        labels = None if self.data.labels is None else self.data.labels.cpu()
+        if len(images) > MAX_REFERENCE:
+            keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.eval_seed))[:MAX_REFERENCE]
+            keep = keep.sort().values
+            images, labels = images[keep], None if labels is None else labels[keep]
+        return to_uint8_images(images), labels
+
+    def real_subset(self, n: int, seed_offset: int = 0) -> torch.Tensor:
+        """n reference images (all of them when n >= the reference size), chosen with eval_seed."""
+        images = self.reference[0]
+        if n >= len(images):
+            return images
+        g = torch.Generator().manual_seed(self.eval_seed + seed_offset)
+        return images[torch.randperm(len(images), generator=g)[:n].sort().values]
+
+    # ---- fitted pieces, built once per process
+    @functools.cached_property
+    def extractor(self) -> extractors.DomainExtractor:
+        images, labels = self.data.images.cpu(), self.data.labels.cpu()
+        if self.stacked:
+            images, labels = extractors.distinct_channels(images, extractors.digits_of_modes(labels))
+        path = metrics_cache() / f"{self.cache_key}-domain-v{extractors.FORMAT}.pt"
+        return extractors.load_or_fit(path, images, labels, f"{self.dataset}-mlp", self.stacked, self.eval_seed)
+
+    @functools.cached_property
+    def real_features(self) -> torch.Tensor:
+        return self.extractor.features(self.reference[0])
+
+    @functools.cached_property
+    def judge(self) -> extractors.DigitJudge:
+        images, labels = self.data.images.cpu(), self.data.labels.cpu()
+        channels, digits = extractors.distinct_channels(images, extractors.digits_of_modes(labels))
+        return extractors.DigitJudge.fit(channels, digits, self.eval_seed)
+
+    @functools.cached_property
+    def ndb_bins(self):
+        from bench.metrics.diversity import NDBBins
+
+        path = metrics_cache() / f"{self.cache_key}-ndb-K100-v2.pt"
+        return load_or_fit_bins(path, self.real_subset(20_000, seed_offset=1), self.eval_seed)
+
+
+def family_of(dataset: str, data) -> str:
+    """points, domain (built-in images with labels) or natural (Inception/VGG backbones)."""
+    if data.spec.kind == "points":
+        return "points"
+    choice = getattr(registry.datasets.get(dataset), "eval_features", None)
+    if choice is None:
+        choice = "domain" if dataset in DOMAIN_DATASETS else "inception"
+    return "domain" if choice == "domain" and getattr(data, "labels", None) is not None else "natural"
+
+
+def to_uint8_images(images: torch.Tensor) -> torch.Tensor:
+    """Stored uint8 images with 3 channels (grey is replicated), as every extractor expects."""
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+
+def load_or_fit_bins(path: Path, images: torch.Tensor, seed: int):
+    """NDB bins cached as tensors (k-means on 20,000 images takes seconds; the curve must not)."""
+    from bench.metrics.diversity import NDBBins
+    from bench.runs import save_atomic
+
+    if path.is_file():
+        try:
+            return NDBBins(**torch.load(path, map_location="cpu", weights_only=True))
+        except Exception:  # noqa: BLE001 - a damaged cache file is refitted
+            pass
+    bins = NDBBins.fit(images, k=100, seed=seed)
+    save_atomic(path, lambda tmp: torch.save(vars(bins), tmp))
+    return bins
+
+
+class Generated:
+    """One draw from G on the fixed evaluation latents, shared by every metric of one pass."""
+
+    def __init__(self, ctx: EvalContext, G, n: int):
+        self.ctx, self.G = ctx, G
+        self.z, self.y = eval_latents(ctx.variant, n, ctx.device, ctx.spec.num_classes, seed=ctx.eval_seed)
+        x = generate(ctx.variant, G, self.z, self.y)
+        self.labels = None if self.y is None else self.y.cpu()
+        self.images = to_uint8(x) if ctx.spec.kind == "images" else None
+        self.points = x if ctx.spec.kind == "points" else None
+        self.n = n
+
+    @functools.cached_property
+    def _run(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.ctx.extractor.run(self.images)
+
+    def features(self, n: int) -> torch.Tensor:
+        return self._run[0][:n]
+
+    def logits(self, n: int) -> torch.Tensor:
+        return self._run[1][:n]
