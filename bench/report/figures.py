@@ -1,0 +1,191 @@
+"""Figures as PNG files, drawn once: each file is named by a hash of the data and options it shows,
+so a second report over unchanged results reuses it without drawing (and a changed run redraws
+only the figures that show it).
+
+Agg backend, no display. Mathtext is off: a config label with a '$' is text, not a formula.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from bench.runs import save_atomic  # noqa: E402
+
+STYLE = {"text.parse_math": False, "figure.dpi": 100, "savefig.dpi": 100, "axes.titlesize": 9,
+         "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 7}
+BAND_RESAMPLES = 1_000
+BAND_SEED = 0
+FIGURE_VERSION = "2"  # bump when a drawing changes, so cached files are redrawn
+
+
+def _key(kind: str, frame: pd.DataFrame, *extra) -> str:
+    h = hashlib.sha256(f"{FIGURE_VERSION}|{kind}|{extra!r}|{list(frame.columns)}".encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return f"{kind}-{h.hexdigest()[:16]}.png"
+
+
+def _cached(out_dir: Path, name: str, draw: Callable[[], plt.Figure]) -> Path:
+    """Draw and save only when no file of that name (hash) exists yet."""
+    path = out_dir / name
+    if not path.is_file():
+        with plt.rc_context(STYLE):
+            fig = draw()
+            try:
+                save_atomic(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
+            finally:
+                plt.close(fig)
+    return path
+
+
+def _wrap(text: str, width: int = 48) -> str:
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _hide_unused(axes: np.ndarray, used: int) -> None:
+    """Hide empty panels of a grid, and give x tick labels to panels left with no panel below them."""
+    rows, cols = axes.shape
+    for i, ax in enumerate(axes.flat):
+        if i >= used:
+            ax.set_visible(False)
+        elif i + cols >= used:
+            ax.xaxis.set_tick_params(labelbottom=True)
+
+
+def mean_band(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over runs (rows) per step and a 95% percentile bootstrap band over runs, NaN-aware."""
+    with np.errstate(all="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(matrix, axis=0)
+            if len(matrix) < 2:
+                return mean, mean * np.nan, mean * np.nan
+            idx = np.random.default_rng(BAND_SEED).integers(0, len(matrix), (BAND_RESAMPLES, len(matrix)))
+            boots = np.nanmean(matrix[idx], axis=1)
+            lo, hi = np.nanpercentile(boots, [2.5, 97.5], axis=0)
+    return mean, lo, hi
+
+
+def curve_figure(out_dir: Path, curves: pd.DataFrame, title: str, higher: bool | None) -> Path:
+    """Mean over seeds with its 95% bootstrap band, one line per value of the baseline key, one panel
+    per setting of the other keys: each panel is one ablation (baseline vs alternatives, all else equal).
+
+    curves: panel, line, run_id, step, value.
+    """
+    frame = curves[["panel", "line", "run_id", "step", "value"]].astype({"run_id": str})
+    panels = list(dict.fromkeys(frame["panel"]))
+    lines = list(dict.fromkeys(frame["line"]))
+
+    def draw():
+        cols = min(3, len(panels))
+        rows = -(-len(panels) // cols)
+        w, h = (7.5 if cols == 1 else 4.3 * cols), (3.6 if rows == 1 else 2.7 * rows)
+        fig, axes = plt.subplots(rows, cols, figsize=(w, h), squeeze=False, sharex=True, sharey=True)
+        palette = dict(zip(lines, sns.color_palette("tab10" if len(lines) <= 10 else "husl", len(lines))))
+        for ax, panel in zip(axes.flat, panels):
+            for line, part in frame[frame["panel"] == panel].groupby("line", sort=False):
+                wide = part.drop_duplicates(["run_id", "step"], keep="last").set_index(["run_id", "step"])["value"].unstack()
+                mean, lo, hi = mean_band(wide.to_numpy(float))
+                steps = wide.columns.to_numpy()
+                ax.plot(steps, mean, color=palette[line], lw=1.4)
+                if np.isfinite(lo).any():
+                    ax.fill_between(steps, lo, hi, color=palette[line], alpha=0.18, lw=0)
+            if len(panels) > 1:
+                ax.set_title(_wrap(panel, 52))
+            ax.grid(alpha=0.3)
+        _hide_unused(axes, len(panels))
+        arrow = "" if higher is None else (" (higher is better)" if higher else " (lower is better)")
+        fig.supxlabel("step (G updates)", fontsize=9)
+        fig.supylabel("value" + arrow, fontsize=9)
+        fig.suptitle(_wrap(title, 100), fontsize=10)
+        handles = [plt.Line2D([], [], color=palette[k], lw=2, label=_wrap(k, 40)) for k in lines]
+        # margins in inches, set by hand: tight_layout would cost one more full draw per figure
+        fig.subplots_adjust(left=0.75 / w, right=0.9, bottom=0.55 / h, top=1 - (0.75 if len(panels) > 1 else 0.5) / h,
+                            hspace=0.45, wspace=0.12)
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.91, 0.5), frameon=False)
+        return fig
+
+    return _cached(out_dir, _key("curve", frame, title, higher), draw)
+
+
+def loss_figure(out_dir: Path, losses: pd.DataFrame, marks: pd.DataFrame, max_panels: int = 12) -> Path:
+    """G and D loss per run, one panel per configuration, collapse onsets (dashed) and divergence (x) marked.
+
+    losses: config, run_id, step, name (loss_d / loss_g), value; marks: config, run_id, collapse_onset, diverged_at.
+    """
+    frame = losses[["config", "run_id", "step", "name", "value"]].astype({"run_id": str})
+    marks = marks[["config", "run_id", "collapse_onset", "diverged_at"]].astype({"run_id": str})
+    configs = list(dict.fromkeys(frame["config"]))[:max_panels]
+
+    def draw():
+        cols = min(3, len(configs))
+        rows = -(-len(configs) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False, sharex=True)
+        colors = {"loss_d": "#1f77b4", "loss_g": "#ff7f0e"}
+        for ax, config in zip(axes.flat, configs):
+            part = frame[frame["config"] == config]
+            for (rid, name), run in part.groupby(["run_id", "name"], sort=True):
+                ax.plot(run["step"], run["value"], color=colors.get(name, "grey"), lw=0.9, alpha=0.7)
+            for m in marks[marks["config"] == config].itertuples():
+                if pd.notna(m.collapse_onset):
+                    ax.axvline(m.collapse_onset, color="#d62728", ls="--", lw=1)
+                if pd.notna(m.diverged_at):
+                    ax.plot([m.diverged_at], [0], marker="x", color="black", ms=7, mew=2, clip_on=False)
+            ax.set_title(_wrap(config, 52))
+            ax.grid(alpha=0.3)
+        _hide_unused(axes, len(configs))
+        handles = [plt.Line2D([], [], color=colors["loss_d"], label="D loss"),
+                   plt.Line2D([], [], color=colors["loss_g"], label="G loss"),
+                   plt.Line2D([], [], color="#d62728", ls="--", label="collapse onset"),
+                   plt.Line2D([], [], color="black", marker="x", ls="", label="diverged")]
+        fig.legend(handles=handles, loc="upper center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.02))
+        fig.supxlabel("step (G updates)", fontsize=9)
+        fig.subplots_adjust(left=0.5 / (4.2 * cols), right=0.98, bottom=0.5 / (2.8 * rows), top=1 - 0.55 / (2.8 * rows),
+                            hspace=0.4, wspace=0.22)
+        return fig
+
+    return _cached(out_dir, _key("loss", pd.concat([frame, marks]), configs), draw)
+
+
+def final_figure(out_dir: Path, scores: pd.DataFrame, title: str, higher: bool | None) -> Path:
+    """Per-seed final scores per configuration: box plot with every seed as a point, coloured by outcome.
+
+    scores: config, run_id, value, outcome (ok / collapsed / diverged). Non-finite values are not drawn.
+    """
+    frame = scores[["config", "run_id", "value", "outcome"]].astype({"run_id": str})
+    finite = frame[np.isfinite(frame["value"].to_numpy(float))]
+    order = list(dict.fromkeys(frame["config"]))  # the caller's order: panel by panel
+
+    def draw():
+        fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * len(order)))
+        if not finite.empty:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="vert: bool", category=DeprecationWarning)  # seaborn 0.13
+                sns.boxplot(data=finite, x="value", y="config", order=order, color="#e8eef7", fliersize=0, ax=ax,
+                            linewidth=0.8)
+            sns.stripplot(data=finite, x="value", y="config", order=order, hue="outcome",
+                          hue_order=["ok", "collapsed", "diverged"],
+                          palette={"ok": "#1f77b4", "collapsed": "#d62728", "diverged": "black"},
+                          size=4, jitter=0.15, ax=ax)
+            ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, title="run")
+        dropped = len(frame) - len(finite)
+        arrow = "" if higher is None else (" (higher is better)" if higher else " (lower is better)")
+        ax.set_xlabel("value" + arrow + (f"; {dropped} non-finite not drawn" if dropped else ""))
+        ax.set_ylabel("")
+        ax.set_yticks(range(len(order)), [_wrap(c, 60) for c in order])
+        ax.set_title(_wrap(title, 90))
+        ax.grid(axis="x", alpha=0.3)
+        return fig
+
+    return _cached(out_dir, _key("final", frame, title, higher, order), draw)

@@ -1,0 +1,112 @@
+"""What the renderers receive: the computed report of one grid, plus the small formatting rules
+every output format shares (so a number reads the same in HTML, Markdown and LaTeX)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report import stats
+from bench.report.load import GridData
+from bench.report.stability import Thresholds
+from bench.report.summary import Baseline
+
+KIND_TITLE = {"final": "final checkpoint", "best": "best checkpoint", "curve": "during training (curve)"}
+
+
+@dataclass
+class Figure:
+    path: Path
+    title: str
+    caption: str
+    section: str  # curves | losses | finals
+
+
+@dataclass
+class Sample:
+    config: str
+    run_id: str
+    path: Path
+    caption: str
+
+
+@dataclass
+class Report:
+    data: GridData
+    baseline: Baseline | None
+    test: str
+    thresholds: Thresholds
+    stability: pd.DataFrame  # per run
+    table: pd.DataFrame  # comparison rows (column, config)
+    figures: list[Figure] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    shown_configs: list[str] = field(default_factory=list)  # config labels drawn in figures
+
+    def column_rows(self):
+        """(column row of data.columns, its comparison rows) in table order: final, best, curve."""
+        for col in self.data.columns.itertuples(index=False):
+            rows = self.table[self.table["column"] == col.column] if len(self.table) else self.table
+            if len(rows):
+                yield col, rows
+
+    @property
+    def tests_run(self) -> int:
+        return int(self.table["p"].notna().sum()) if len(self.table) else 0
+
+
+def fmt(value, digits: int = 4) -> str:
+    """4 significant digits; NaN as an en dash, infinities spelled out."""
+    if value is None:
+        return "–"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(v):
+        return "–"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.{digits}g}"
+
+
+def fmt_int(value) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if math.isnan(v) else str(int(v))
+
+
+def p_text(row) -> str:
+    """The test cell: Holm-adjusted p with a star when rejected, or why there is no test."""
+    if isinstance(row.note, str) and row.note:
+        return row.note
+    if math.isnan(row.p):
+        return "no test"
+    return f"{fmt(row.p_holm, 2)}{'*' if row.significant else ''}"
+
+
+def direction(higher) -> str:
+    return "" if higher is None else ("higher is better" if higher else "lower is better")
+
+
+def protocol_fields(data: GridData, key: str) -> dict:
+    return data.protocols.get(key) or (json.loads(key) if key else {})
+
+
+def method_note(report: Report) -> str:
+    test = ("two-sided Mann-Whitney U (exact for n <= 8)" if report.test == "mannwhitney"
+            else "two-sided Welch's t-test")
+    effect = "rank-biserial r, + = higher than baseline" if report.test == "mannwhitney" else "Hedges' g, + = higher than baseline"
+    base = report.baseline.text if report.baseline else "none"
+    return (f"Across seeds: mean ± std, 95% percentile bootstrap CI of the mean ({stats.N_RESAMPLES:,} resamples, "
+            f"fixed seed), median, IQM. Test vs baseline ({base}): {test}, Holm-corrected over the "
+            f"{report.tests_run} tests in this report, * = rejected at alpha {stats.ALPHA}; effect: {effect}. "
+            f"Fewer than {stats.MIN_TEST_N} seeds: n<{stats.MIN_TEST_N}, no test. Diverged runs keep their final "
+            "value; only finished runs (done or diverged) count.")

@@ -1,0 +1,107 @@
+"""Markdown summary, LaTeX tables and CSV files of one report.
+
+The CSVs keep full float precision (they are data); Markdown and LaTeX use the same 4-digit
+formatting as the page. LaTeX tables use booktabs rules and escape every special character, so a
+config value such as `lr_d=2e-4` or a label `FD@2k/train` compiles as written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report import stats
+from bench.report.load import tidy
+from bench.report.model import KIND_TITLE, Report, direction, fmt, fmt_int, method_note, p_text
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+        "±": r"$\pm$", "–": "--", "−": "$-$"}
+
+
+def tex_escape(text) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in str(text))
+
+
+def _md_cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _cells(r, curve: bool) -> list[str]:
+    seeds = fmt_int(r.n) + (f" (n<{stats.MIN_TEST_N})" if r.n < stats.MIN_TEST_N else "")
+    out = [r.config, seeds, f"{fmt(r.mean)} ± {fmt(r.std)}", fmt_int(r.diverged), fmt_int(r.collapsed),
+           f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]", fmt(r.median)]
+    if curve:
+        out += [fmt(r.best_mean), fmt_int(r.best_step_median), fmt(r.final_minus_best_mean)]
+    return out + [p_text(r), fmt(r.effect, 3)]
+
+
+def _headers(curve: bool) -> list[str]:
+    out = ["configuration", "seeds", "mean ± std", "div.", "coll.", "95% CI", "median"]
+    if curve:
+        out += ["best", "best step", "final − best"]
+    return out + ["p (Holm)", "effect"]
+
+
+def render_markdown(report: Report, out_dir: Path) -> str:
+    data = report.data
+    lines = [f"# GAN Bench report: {data.name}", "",
+             f"{len(data.runs)} runs, {data.runs['config_id'].nunique()} configurations, baseline "
+             f"`{report.baseline.text if report.baseline else 'none'}`. Full page: index.html.", ""]
+    if report.warnings:
+        lines += ["**Warnings**", ""] + [f"- {_md_cell(w)}" for w in report.warnings] + [""]
+    lines += [method_note(report), ""]
+    for col, rows in report.column_rows():
+        curve = col.kind == "curve"
+        lines += [f"## {_md_cell(col.label or col.name)} ({col.name}, {KIND_TITLE.get(col.kind, col.kind)}, "
+                  f"{direction(col.higher_is_better) or 'direction unknown'})", ""]
+        heads = _headers(curve)
+        lines += ["| " + " | ".join(heads) + " |", "|" + "|".join(["---"] + ["---:"] * (len(heads) - 1)) + "|"]
+        lines += ["| " + " | ".join(_md_cell(c) for c in _cells(r, curve)) + " |" for r in rows.itertuples(index=False)]
+        lines.append("")
+    st = report.stability
+    lines += ["## Stability", "", f"{int(st['diverged'].sum())} of {len(st)} runs diverged, "
+              f"{int(st['collapsed'].sum())} collapsed. Thresholds: "
+              + ", ".join(f"`{k}={v}`" for k, v in report.thresholds.describe()), ""]
+    if report.figures:
+        lines += ["## Figures", ""] + [f"![{_md_cell(f.title)}]({Path(os.path.relpath(f.path, out_dir)).as_posix()})"
+                                       for f in report.figures] + [""]
+    return "\n".join(lines)
+
+
+def render_latex(report: Report) -> str:
+    """One table environment per metric column; needs \\usepackage{booktabs}."""
+    out = [f"% GAN Bench report: {tex_escape(report.data.name)}; requires \\usepackage{{booktabs}}",
+           f"% {tex_escape(method_note(report))}", ""]
+    for col, rows in report.column_rows():
+        curve = col.kind == "curve"
+        heads = _headers(curve)
+        n_min = int(rows["n"].min()) if len(rows) else 0
+        caption = (f"{col.label or col.name} ({KIND_TITLE.get(col.kind, col.kind)}, "
+                   f"{direction(col.higher_is_better) or 'direction unknown'}).")
+        if n_min < stats.MIN_TEST_N:
+            caption += f" Some cells rest on fewer than {stats.MIN_TEST_N} seeds (n<{stats.MIN_TEST_N}): no test there."
+        out += ["\\begin{table}[ht]", "\\centering\\small", f"\\caption{{{tex_escape(caption)}}}",
+                "\\begin{tabular}{l" + "r" * (len(heads) - 1) + "}", "\\toprule",
+                " & ".join(tex_escape(h) for h in heads) + " \\\\", "\\midrule"]
+        out += [" & ".join(tex_escape(c) for c in _cells(r, curve)) + " \\\\" for r in rows.itertuples(index=False)]
+        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(out)
+
+
+def comparison_csv(report: Report) -> pd.DataFrame:
+    """The comparison rows with their column identity and the protocol as JSON."""
+    cols = report.data.columns.rename(columns={"name": "metric"})
+    out = report.table.merge(cols, on="column", how="left")
+    out["protocol"] = out["protocol"].map(lambda k: json.dumps(report.data.protocols.get(k, {}), sort_keys=True))
+    first = ["metric", "label", "kind", "config", "config_id", "runs", "n", "mean", "std", "ci_low", "ci_high"]
+    return out[first + [c for c in out.columns if c not in first and c != "column"]]
+
+
+def csv_frames(report: Report, with_tidy: bool = True) -> dict[str, pd.DataFrame]:
+    runs = report.data.runs.merge(report.stability, on="run_id", how="left")
+    out = {"runs.csv": runs, "comparison.csv": comparison_csv(report)}
+    return {"tidy.csv": tidy(report.data), **out} if with_tidy else out

@@ -1,0 +1,92 @@
+"""Open the generated page in headless Chromium, as a reader would: it loads, logs nothing to the
+console, holds the expected tables, and its screenshot is not blank. Skipped only where no Chromium
+binary exists (.ci/run installs Debian's `chromium`)."""
+
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from bench.report.build import Options, write_report
+from bench.report.synthetic import make_grid
+
+BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"]
+
+
+class _Census(HTMLParser):
+    """Counts what the browser's DOM holds: tables by class, rows per comparison table, images, scripts."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.rows, self.images, self.scripts, self.h1 = {}, [], 0, 0, ""
+        self._in_cmp = self._in_body = self._in_h1 = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table":
+            cls = a.get("class", "")
+            self.tables[cls] = self.tables.get(cls, 0) + 1
+            self._in_cmp = cls == "comparison"
+            if self._in_cmp:
+                self.rows.append(0)
+        elif tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_cmp and self._in_body:
+            self.rows[-1] += 1
+        elif tag == "img" and a.get("src", "").startswith("data:image/png;base64,"):
+            self.images += 1
+        elif tag == "script":
+            self.scripts += 1
+        elif tag == "h1":
+            self._in_h1 = True
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._in_cmp = False
+        elif tag == "tbody":
+            self._in_body = False
+        elif tag == "h1":
+            self._in_h1 = False
+
+    def handle_data(self, data):
+        if self._in_h1:
+            self.h1 += data
+
+
+def _browse(url, *extra):
+    res = subprocess.run([BROWSER, *FLAGS, *extra, url], capture_output=True, text=True, timeout=120)
+    console = [line for line in res.stderr.splitlines() if ":CONSOLE" in line]
+    return res, console
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no chromium binary (apt-get install chromium)")
+def test_page_opens_in_headless_chromium(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text('<!DOCTYPE html><html><body><script>console.error("planted-error")</script></body></html>')
+    _, console = _browse(bad.as_uri(), "--dump-dom")
+    assert any("planted-error" in line for line in console)  # the console check can see an error
+
+    out = tmp_path / "report"
+    write_report(make_grid(tmp_path / "results", "page", configs=4, seeds=5, evals=8), out, Options(formats=("html",)))
+    page = (out / "index.html").as_uri()
+    res, console = _browse(page, "--dump-dom")
+    assert res.returncode == 0 and console == []
+    dom = _Census()
+    dom.feed(res.stdout)
+    assert dom.h1 == "GAN Bench report: page" and dom.scripts == 0
+    assert dom.tables["comparison"] == 3  # final FD@10k, curve FD@2k, curve modes
+    assert dom.rows == [4, 4, 4]  # one row per configuration
+    assert dom.tables["stability"] == 1 and dom.tables["versions"] == 1
+    assert dom.images >= 4 + 4  # curves x2, final scores, losses; one sample grid per configuration
+
+    shot = tmp_path / "shot.png"
+    res, console = _browse(page, f"--screenshot={shot}", "--window-size=1200,2000")
+    assert res.returncode == 0 and console == [] and shot.is_file()
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    assert pixels.shape[:2] == (2000, 1200)
+    assert (pixels.min(axis=2) < 0.9).mean() > 0.02  # text and tables drawn, not a blank page
