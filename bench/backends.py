@@ -1,7 +1,8 @@
 """Executors for run folders: in this process, joblib worker processes, dask or ray.
 
-Every backend calls the same scheduler.execute_run on a run folder path and yields
-(run id, outcome, seconds) as runs end. dask and ray are optional extras, imported only here.
+Every backend calls the same scheduler.execute_unit on a unit of work (one run folder path, or
+several that differ only in seed, trained as one pack) and yields (run id, outcome, seconds) as
+runs end. dask and ray are optional extras, imported only here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 from bench.errors import BenchError
-from bench.scheduler import execute_run, execute_stream
+from bench.scheduler import execute_stream, execute_unit
+
+Unit = list[str]  # run folder paths trained together (one unless --pack)
 
 BACKENDS = ("local", "dask", "ray")
 
@@ -36,29 +39,30 @@ class Placement:
         return f"cuda:{self.gpus[slot % len(self.gpus)]}" if self.gpus else None
 
 
-def run_local(paths: list[str], placement: Placement, retry_failed: bool,
+def run_local(units: list[Unit], placement: Placement, retry_failed: bool,
               step_progress: Optional[Callable] = None) -> Iterator[tuple[str, str, float]]:
     if placement.slots <= 1:
-        for path in paths:
-            progress = step_progress(path) if step_progress else None
-            yield execute_run(path, 0, placement.device(0), progress, retry_failed)
+        for unit in units:
+            progress = step_progress(unit) if step_progress else None
+            yield from execute_unit(unit, 0, placement.device(0), progress, retry_failed)
         return
     from joblib import Parallel, delayed
 
     threads = placement.threads()
     if placement.gpus:
         # One stream of runs per slot, so each GPU slot is held by one worker at a time.
-        streams = [paths[i::placement.slots] for i in range(placement.slots)]
+        streams = [units[i::placement.slots] for i in range(placement.slots)]
         calls = (delayed(execute_stream)(s, threads, placement.device(i), retry_failed)
                  for i, s in enumerate(streams) if s)
         for outcomes in Parallel(n_jobs=placement.slots, return_as="generator_unordered")(calls):
             yield from outcomes
         return
-    calls = (delayed(execute_run)(p, threads, None, None, retry_failed) for p in paths)
-    yield from Parallel(n_jobs=placement.slots, return_as="generator_unordered")(calls)
+    calls = (delayed(execute_unit)(u, threads, None, None, retry_failed) for u in units)
+    for outcomes in Parallel(n_jobs=placement.slots, return_as="generator_unordered")(calls):
+        yield from outcomes
 
 
-def run_dask(paths: list[str], placement: Placement, retry_failed: bool,
+def run_dask(units: list[Unit], placement: Placement, retry_failed: bool,
              address: Optional[str] = None) -> Iterator[tuple[str, str, float]]:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
@@ -73,18 +77,18 @@ def run_dask(paths: list[str], placement: Placement, retry_failed: bool,
     except OSError as exc:
         raise BenchError(f"cannot reach the dask scheduler at {address} ({exc}); start it or drop --address") from None
     try:
-        futures = [client.submit(execute_run, p, placement.threads(), placement.device(i), None, retry_failed,
-                                 key=f"bench-run-{os.path.basename(p)}", pure=False)
-                   for i, p in enumerate(paths)]
+        futures = [client.submit(execute_unit, u, placement.threads(), placement.device(i), None, retry_failed,
+                                 key=f"bench-run-{os.path.basename(u[0])}", pure=False)
+                   for i, u in enumerate(units)]
         for future in as_completed(futures):
-            yield future.result()
+            yield from future.result()
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
 
 
-def run_ray(paths: list[str], placement: Placement, retry_failed: bool,
+def run_ray(units: list[Unit], placement: Placement, retry_failed: bool,
             address: Optional[str] = None) -> Iterator[tuple[str, str, float]]:
     try:
         import ray
@@ -92,23 +96,23 @@ def run_ray(paths: list[str], placement: Placement, retry_failed: bool,
         raise BenchError("the ray backend needs ray; pip install -e '.[ray]'") from None
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
     num_gpus = (1.0 / placement.per_gpu) if placement.gpus else 0
-    remote = ray.remote(num_cpus=placement.threads(), num_gpus=num_gpus)(execute_run)
+    remote = ray.remote(num_cpus=placement.threads(), num_gpus=num_gpus)(execute_unit)
     # Ray assigns the GPU (CUDA_VISIBLE_DEVICES per task), so the run uses its first visible one.
     device = "cuda" if placement.gpus else None
-    pending = [remote.remote(p, placement.threads(), device, None, retry_failed) for p in paths]
+    pending = [remote.remote(u, placement.threads(), device, None, retry_failed) for u in units]
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
-        yield ray.get(done[0])
+        yield from ray.get(done[0])
 
 
-def execute(paths: list[str], backend: str, placement: Placement, retry_failed: bool = False,
+def execute(units: list[Unit], backend: str, placement: Placement, retry_failed: bool = False,
             address: Optional[str] = None, step_progress: Optional[Callable] = None):
     if backend == "local":
         if address:
             raise BenchError("--address is for the dask and ray backends; add --backend dask or ray")
-        return run_local(paths, placement, retry_failed, step_progress)
+        return run_local(units, placement, retry_failed, step_progress)
     if backend == "dask":
-        return run_dask(paths, placement, retry_failed, address)
+        return run_dask(units, placement, retry_failed, address)
     if backend == "ray":
-        return run_ray(paths, placement, retry_failed, address)
+        return run_ray(units, placement, retry_failed, address)
     raise BenchError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")

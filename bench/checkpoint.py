@@ -35,15 +35,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())  # load() maps every tensor to the run's device
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def save(path: Path, *, step: int, G, D, opt_g, opt_d, extra: dict[str, Any] | None = None) -> None:
+def save(path: Path, *, step: int, G, D, opt_g, opt_d, extra: dict[str, Any] | None = None,
+         rng: dict[str, Any] | None = None) -> None:
+    """rng: the run's RNG states when they are not the global ones (a member of a pack, bench/packed.py)."""
     payload = {"step": step, "G": G.state_dict(), "D": D.state_dict(),
                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-               "rng": rng_state(), "extra": extra or {}}
+               "rng": rng or rng_state(), "extra": extra or {}}
     save_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 

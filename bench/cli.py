@@ -62,12 +62,14 @@ def _gpu_list(text: str | None) -> tuple[int, ...]:
               help="who executes runs: worker processes here, a dask cluster or a ray cluster")
 @click.option("--address", default=None, help="dask scheduler (tcp://host:port) or ray address; "
                                                "default: a local cluster")
+@click.option("--pack", type=click.IntRange(1), default=1, show_default=True,
+              help="train up to this many runs that differ only in seed as one batched model (bench/packed.py)")
 @click.option("--retry-failed", is_flag=True, help="train failed runs again (they are skipped otherwise)")
 @click.option("--dry-run", is_flag=True, help="print the expanded runs and their state; train nothing")
 @click.option("--smoke", is_flag=True, help="shrink every run (steps, batch, image size) for a quick check; "
                                             "stored under <grid>-smoke")
 @results_option
-def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, retry_failed, dry_run, smoke, results):
+def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_failed, dry_run, smoke, results):
     """Train every run of GRID_FILE that is not finished yet (killed runs resume)."""
     from bench import scheduler
     from bench.backends import Placement, execute
@@ -97,9 +99,9 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, retry_failed, dr
 
     outcomes: dict[str, str] = {}
     with GridProgress(todo, placement.slots) as progress:
-        paths = [str(p.run.path) for p in todo]
+        units = scheduler.pack_units(todo, pack)
         step_progress = progress.steps_for if placement.slots == 1 and backend == "local" else None
-        for rid, outcome, seconds in execute(paths, backend, placement, retry_failed, address, step_progress):
+        for rid, outcome, seconds in execute(units, backend, placement, retry_failed, address, step_progress):
             outcomes[rid] = outcome
             progress.run_done(rid, outcome, seconds)
     counts = {s: list(outcomes.values()).count(s) for s in sorted(set(outcomes.values()))}
@@ -159,6 +161,8 @@ from bench.metrics.command import eval_command  # noqa: E402  (click only; no to
 cli.add_command(eval_command)  # bench eval RUN_DIR|GRID [--metrics a,b] [--n N] [--checkpoint final|best|all]
 from bench.report.command import report as report_command  # noqa: E402  (click only; no pandas at import)
 cli.add_command(report_command)  # bench report [GRID_NAME|RESULTS_DIR]...
+from bench.speed.command import speed as speed_command  # noqa: E402  (click only; no torch at import)
+cli.add_command(speed_command)  # bench speed [--variant dcgan] [--size 64] [--batch 128] [--paths]
 
 
 @cli.command()

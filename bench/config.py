@@ -41,6 +41,9 @@ class LoopConfig:
     # steps per in-training (curve) evaluation, a multiple of log_every; 0 = auto (about 20, log-spaced
     # early, PROTOCOLS 7.2); -1 = no evaluation at all (curve and final), e.g. for `bench eval` later
     eval_every: int = 0
+    # generated samples per evaluation, curve and final alike; 0 = the protocol's counts (PROTOCOLS:
+    # 2k curve / 10k final images, 2,500 points, 26k stacked digits). The count is part of every label.
+    eval_n: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     channels_last: bool = False  # NHWC memory format for conv nets (CUDA fast path)
     # Fast paths (issue 8; `bench speed --paths` measures each). amp changes the numbers, so it is part
@@ -132,7 +135,7 @@ def shrink_for_smoke(config: RunConfig) -> RunConfig:
     loop = config.loop
     small = dataclasses.replace(loop, steps=min(loop.steps, 20), batch_size=min(loop.batch_size, 16),
                                 image_size=min(loop.image_size, 16), log_every=10, ckpt_every=10,
-                                sample_every=0)
+                                sample_every=0, eval_n=min(loop.eval_n or 500, 500))
     return dataclasses.replace(config, loop=small)
 
 
@@ -161,6 +164,9 @@ def _check_loop(loop: LoopConfig, where: str) -> None:
                          f"({loop.log_every}); checkpoints are taken at flushes")
     if loop.sample_every < 0:
         raise BenchError(f"{where}: 'sample_every' must be >= 0")
+    if loop.eval_n < 0 or 0 < loop.eval_n < 100:
+        raise BenchError(f"{where}: 'eval_n' must be 0 (the protocol's sample counts) or at least 100, "
+                         f"got {loop.eval_n}")
     if loop.eval_every < -1 or (loop.eval_every > 0 and loop.eval_every % loop.log_every):
         raise BenchError(f"{where}: 'eval_every' must be -1 (none), 0 (auto) or a multiple of 'log_every' "
                          f"({loop.log_every}), got {loop.eval_every}")

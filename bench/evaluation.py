@@ -62,7 +62,7 @@ class Evaluator:
             return
         from bench.metrics.suite import CURVE, run_protocol
 
-        values = run_protocol(self.ctx, G, CURVE)
+        values = run_protocol(self.ctx, G, CURVE, n=self.config.loop.eval_n or None)
         self.run.append_metrics(self._records(values, step, "curve", "step"))
         key = _key(values, *self.primary)
         if key is not None and (self.best_key is None or key > self.best_key):
@@ -77,7 +77,7 @@ class Evaluator:
         """Called once when training ends normally: full protocol on the final and the best G."""
         if not self.enabled:
             return
-        evaluate_final(self.run, self.ctx, G, step, self.best_file)
+        evaluate_final(self.run, self.ctx, G, step, self.best_file, n=self.config.loop.eval_n or None)
 
     def _records(self, values, step: int, kind: str, checkpoint: str) -> list[dict]:
         from bench.metrics.records import record

@@ -40,14 +40,15 @@ class GridProgress:
         else:
             click.echo(line, err=True)
 
-    def steps_for(self, path: str):
-        """A per-run step callback: a second bar on a terminal, nothing otherwise (runs are lines)."""
+    def steps_for(self, unit: list[str]):
+        """A per-unit step callback: a second bar on a terminal, nothing otherwise (runs are lines)."""
         if not self.tty:
             return None
         from tqdm import tqdm
 
-        planned = self.planned[Path(path).name]
-        bar = tqdm(total=planned.config.loop.steps, desc=planned.run.id, unit="step", position=1,
+        planned = self.planned[Path(unit[0]).name]
+        desc = planned.run.id + (f" +{len(unit) - 1} packed" if len(unit) > 1 else "")
+        bar = tqdm(total=planned.config.loop.steps, desc=desc, unit="step", position=1,
                    leave=False, file=sys.stderr)
 
         def update(done: int, total: int) -> None:

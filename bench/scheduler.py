@@ -9,6 +9,7 @@ on one machine or several sharing the folder, never train the same run at once.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -55,43 +56,86 @@ def execute_run(path: str, threads: int = 0, device: Optional[str] = None, progr
     Returns (run id, outcome, seconds): outcome is the run's final state when this process trained
     it, or "claimed" when another process holds it or has already ended it.
     """
-    run = RunDir.open(path)
+    return execute_unit([path], threads, device, progress, retry_failed)[0]
+
+
+def execute_unit(paths: list[str], threads: int = 0, device: Optional[str] = None, progress=None,
+                 retry_failed: bool = False) -> list[tuple[str, str, float]]:
+    """Claim and train one run, or runs that differ only in seed as one pack (bench/packed.py).
+
+    Each run is claimed on its own; the ones this process gets are trained together. Never raises.
+    """
+    runs = [RunDir.open(p) for p in paths]
     t0 = time.time()
-    lock = RunLock(run.path)
-    if not lock.acquire():
-        return run.id, CLAIMED, 0.0
+    out, mine, locks = {}, [], []
     try:
-        state = run.status().get("state", "queued")
-        if state in FINISHED or (state == "failed" and not retry_failed):
-            return run.id, CLAIMED, 0.0  # another process ended it since this grid was planned
-        return run.id, _train(run, threads, device, progress), time.time() - t0
+        for run in runs:
+            lock = RunLock(run.path)
+            if not lock.acquire():
+                out[run.id] = CLAIMED
+                continue
+            locks.append(lock)
+            state = run.status().get("state", "queued")
+            if state in FINISHED or (state == "failed" and not retry_failed):
+                out[run.id] = CLAIMED  # another process ended it since this grid was planned
+            else:
+                mine.append(run)
+        if mine:
+            out.update(zip((r.id for r in mine), _train(mine, threads, device, progress)))
     finally:
-        lock.release()
+        for lock in locks:
+            lock.release()
+    seconds = time.time() - t0
+    return [(r.id, out[r.id], 0.0 if out[r.id] == CLAIMED else seconds) for r in runs]
 
 
-def _train(run: RunDir, threads: int, device: Optional[str], progress) -> str:
-    from bench import loop  # torch is imported in the worker, not by `bench status`
+def _train(runs: list[RunDir], threads: int, device: Optional[str], progress) -> list[str]:
+    from bench import loop, packed  # torch is imported in the worker, not by `bench status`
 
     if threads:
         import torch
         torch.set_num_threads(threads)
     try:
-        config = resolve(run.read_config(), where=str(run.config_file))
+        configs = [resolve(run.read_config(), where=str(run.config_file)) for run in runs]
         if device:  # where a run executes is not part of its id (config.NOT_HASHED)
-            config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, device=device))
-        return loop.train(run, config, progress)
+            configs = [dataclasses.replace(c, loop=dataclasses.replace(c.loop, device=device)) for c in configs]
+        if len(runs) == 1:
+            return [loop.train(runs[0], configs[0], progress)]
+        try:
+            return loop.train_runs(runs, configs, progress)
+        except packed.PackMismatch:  # members resume from different steps: each goes on alone
+            return [loop.train(run, config) for run, config in zip(runs, configs)]
     except KeyboardInterrupt:
-        run.set_status("queued", reason="interrupted; run the grid again to resume")
+        for run in runs:
+            if run.status().get("state") not in FINISHED:
+                run.set_status("queued", reason="interrupted; run the grid again to resume")
         raise
     except Exception as exc:  # noqa: BLE001 - recorded in the run, the grid goes on
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if not isinstance(exc, BenchError):
-            write_atomic(run.path / "error.txt", traceback.format_exc())
-            message = f"{type(exc).__name__}: {message} (traceback in error.txt)"
-        run.set_status("failed", reason=message, finished=time.time())
-        return "failed"
+        states = []
+        for run in runs:
+            if run.status().get("state") in FINISHED:  # a pack member that diverged before the failure
+                states.append(run.status()["state"])
+                continue
+            if not isinstance(exc, BenchError):
+                write_atomic(run.path / "error.txt", traceback.format_exc())
+            reason = message if isinstance(exc, BenchError) else \
+                f"{type(exc).__name__}: {message} (traceback in error.txt)"
+            run.set_status("failed", reason=reason, finished=time.time())
+            states.append("failed")
+        return states
 
 
-def execute_stream(paths: list[str], threads: int, device: Optional[str], retry_failed: bool):
-    """Several runs one after another in one worker: how a worker keeps one GPU to itself."""
-    return [execute_run(p, threads, device, None, retry_failed) for p in paths]
+def execute_stream(units: list[list[str]], threads: int, device: Optional[str], retry_failed: bool):
+    """Several units one after another in one worker: how a worker keeps one GPU to itself."""
+    return [o for unit in units for o in execute_unit(unit, threads, device, None, retry_failed)]
+
+
+def pack_units(planned: list[PlannedRun], pack: int) -> list[list[str]]:
+    """Run folders in units of work: up to `pack` runs that differ only in seed share a unit."""
+    groups: dict[str, list[str]] = {}
+    for p in planned:
+        key = json.dumps({k: v for k, v in p.config.flat().items() if k not in ("seed", "device")},
+                         sort_keys=True, default=str)
+        groups.setdefault(key, []).append(str(p.run.path))
+    return [paths[i:i + pack] for paths in groups.values() for i in range(0, len(paths), pack)]

@@ -45,6 +45,7 @@ class Variant(ABC):
     conditional = False  # True when G and D take class labels
     data_kinds: tuple[str, ...] = ("images",)  # which DataSpec kinds build() handles: images, points
     name = "variant"  # set by the registry
+    fused_optim = False  # set by the loop (LoopConfig.fused_optim, CUDA only): Adam with fused kernels
 
     def __init__(self, config: GANConfig, spec: DataSpec):
         self.config = config
@@ -75,9 +76,10 @@ class Variant(ABC):
 
     def optimizers(self, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         c = self.config
+        fast = {"fused": True} if self.fused_optim else {}
         return (
-            torch.optim.Adam(G.parameters(), lr=c.lr_g, betas=c.betas),
-            torch.optim.Adam(D.parameters(), lr=c.lr_d, betas=c.betas),
+            torch.optim.Adam(G.parameters(), lr=c.lr_g, betas=c.betas, **fast),
+            torch.optim.Adam(D.parameters(), lr=c.lr_d, betas=c.betas, **fast),
         )
 
     def after_d_step(self, D: nn.Module) -> None:

@@ -40,10 +40,10 @@ def write_grid(tmp_path):
 
 
 def tiny_grid(**base) -> dict:
-    """A grid of one fast run on ring8 unless overridden."""
+    """A grid of one fast run on ring8 unless overridden; no evaluation (tests of metrics ask for it)."""
     return {"name": "tiny", "seeds": 1,
             "base": {"variant": "mlp_gan", "dataset": "ring8", "steps": 20, "batch_size": 16,
-                     "log_every": 10, "ckpt_every": 10, **base}}
+                     "log_every": 10, "ckpt_every": 10, "eval_every": -1, **base}}
 
 
 def run_dirs(root: Path) -> list[Path]:

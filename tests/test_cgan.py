@@ -80,7 +80,8 @@ def test_samples_have_the_requested_class(tmp_path, bench_cli):
     from bench.datasets.builtin import load_digit_pool
 
     config = resolve({"variant": "cgan", "dataset": "digits", "image_size": 8, "width": 16, "steps": 300,
-                      "batch_size": 64, "log_every": 100, "ckpt_every": 300, "device": "cpu", "seed": 0})
+                      "batch_size": 64, "log_every": 100, "ckpt_every": 300, "device": "cpu", "seed": 0,
+                      "eval_every": -1})
     run = RunDir(tmp_path / "results", "cgan", config.run_id)
     run.write_config(config.flat())
     assert loop.train(run, config) == "done"

@@ -12,7 +12,7 @@ from conftest import REPO, tiny_grid
 def test_smoke_grid_end_to_end_then_nothing_to_train(bench_cli, tmp_path):
     grid = str(REPO / "ablations" / "smoke.yaml")
     code, out, _ = bench_cli("run", grid, "--dry-run")
-    assert code == 0 and out.count("queued") == 6
+    assert code == 0 and out.count(" queued ") == 6 and "6 queued;" in out
     assert not (tmp_path / "results").exists()  # a dry run creates nothing
 
     code, _, err = bench_cli("run", grid)

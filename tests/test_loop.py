@@ -76,6 +76,7 @@ class NaNAfter(MLPGAN):
     """A test variant whose D loss turns NaN from its 25th call on."""
 
     calls = 0
+    name = "nan_after"
 
     def d_loss(self, G, D, batch, z):
         loss, stats = super().d_loss(G, D, batch, z)
@@ -83,9 +84,9 @@ class NaNAfter(MLPGAN):
         return (loss * float("nan") if NaNAfter.calls >= 25 else loss), stats
 
 
-def test_nan_loss_marks_run_diverged_and_grid_goes_on(bench_cli, write_grid, tmp_path):
-    if "nan_after" not in registry.variants.names():
-        registry.variants.register("nan_after")(NaNAfter)
+def test_nan_loss_marks_run_diverged_and_grid_goes_on(bench_cli, write_grid, tmp_path, monkeypatch):
+    registry.variants.names()  # load the plugins first, so the test variant is the only addition
+    monkeypatch.setitem(registry.variants._entries, "nan_after", NaNAfter)  # removed after the test
     NaNAfter.calls = 0
     grid = {**tiny_grid(steps=40), "grid": {"variant": ["nan_after", "mlp_gan"]}}
     code, _, err = bench_cli("run", str(write_grid(grid)))

@@ -93,13 +93,34 @@ def test_html_escapes_labels_and_config_values(tmp_path):
 
 def test_baseline_option_and_its_errors(tmp_path):
     data = load_grid(_cells(tmp_path))
-    t = compute(data, Options(baseline="variant=wgan")).table.set_index("config")
+    t = compute(data, Options(baseline=("variant=wgan",))).table.set_index("config")
     assert t.loc["variant=wgan", "note"] == "baseline" and t.loc["variant=dcgan", "effect"] == -1.0
     for bad, words in [("variant=biggan", "no run has variant=biggan"), ("lr=1", "does not vary"),
                        ("variant", "expected KEY=VALUE")]:
         with pytest.raises(BenchError, match=words) as err:
-            compute(data, Options(baseline=bad))
+            compute(data, Options(baseline=(bad,)))
         assert "\n" not in str(err.value)
+
+
+def test_bundle_axis_baseline_is_its_first_bundle(tmp_path):
+    grid = tmp_path / "ls"
+    bundles = [(1.0, 0.0), (0.9, 0.0), (0.9, 0.1)]
+    for i, (real, fake) in enumerate(bundles):
+        for seed in range(5):
+            rec = curve_record(600, "fd", 10.0 * (i + 1) + seed, "FD@10k", False, kind="final", seed=seed)
+            write_run(grid, {"variant": "dcgan", "real_label": real, "fake_label": fake, "seed": seed}, "done", [rec], 600)
+    (grid / "grid.yaml").write_text("name: ls\ngrid:\n  labels:\n    - {real_label: 1.0, fake_label: 0.0}\n"
+                                    "    - {real_label: 0.9, fake_label: 0.0}\n    - {real_label: 0.9, fake_label: 0.1}\n")
+    report = compute(load_grid(grid), Options())
+    assert report.baseline.text == "real_label=1.0, fake_label=0.0"
+    t = report.table.set_index("config")
+    assert t.loc["fake_label=0.0, real_label=1.0", "note"] == "baseline"  # labels list keys as config.yaml does
+    assert (t.loc[["fake_label=0.0, real_label=0.9", "fake_label=0.1, real_label=0.9"], "effect"] == 1.0).all()
+    assert list(t.index)[0] == "fake_label=0.0, real_label=1.0"
+    pinned = compute(load_grid(grid), Options(baseline=("real_label=0.9", "fake_label=0.1")))
+    assert pinned.table.set_index("config").loc["fake_label=0.0, real_label=1.0", "effect"] == -1.0
+    with pytest.raises(BenchError, match="at once"):
+        compute(load_grid(grid), Options(baseline=("real_label=1.0", "fake_label=0.1")))
 
 
 def test_cli_writes_every_format_and_fails_cleanly(tmp_path, monkeypatch, capsys):

@@ -51,7 +51,7 @@ def bce(logit: float, target: float) -> float:
 
 def train_tiny(tmp_path, **keys) -> RunDir:
     config = resolve({"steps": 6, "batch_size": 8, "image_size": 8, "log_every": 3, "ckpt_every": 6,
-                      "device": "cpu", **keys})
+                      "eval_every": -1, "device": "cpu", **keys})
     run = RunDir(tmp_path, "t", config.run_id)
     assert loop.train(run, config) == "done"
     return run

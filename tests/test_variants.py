@@ -31,7 +31,7 @@ TRICKS = {
 def train_tiny(tmp_path, **keys) -> tuple[RunDir, str]:
     """Train one run of STEPS steps at 8 px on the CPU; returns its folder and final state."""
     config = resolve({"steps": STEPS, "batch_size": BATCH, "image_size": 8, "log_every": 10,
-                      "ckpt_every": STEPS, "device": "cpu", **keys})
+                      "ckpt_every": STEPS, "device": "cpu", "eval_every": -1, **keys})
     run = RunDir(tmp_path, "t", config.run_id)
     run.write_config(config.flat())
     return run, loop.train(run, config)

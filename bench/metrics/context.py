@@ -150,7 +150,8 @@ def load_or_fit_bins(path: Path, images: torch.Tensor, seed: int):
             return NDBBins(**torch.load(path, map_location="cpu", weights_only=True))
         except Exception:  # noqa: BLE001 - a damaged cache file is refitted
             pass
-    bins = NDBBins.fit(images, k=100, seed=seed)
+    # K = 100 (PROTOCOLS 5.3) unless the set is too small for it: then one bin per ten images, recorded.
+    bins = NDBBins.fit(images, k=min(100, max(2, len(images) // 10)), seed=seed)
     save_atomic(path, lambda tmp: torch.save(vars(bins), tmp))
     return bins
 

@@ -65,8 +65,9 @@ def distinct_channels(images: torch.Tensor, digits: torch.Tensor, limit: int = 2
     """
     ch = images[:limit].reshape(-1, 1, *images.shape[2:])
     lab = digits[:limit].reshape(-1)
-    flat = ch.flatten(1).numpy()
-    _, first = np.unique(flat, axis=0, return_index=True)
+    flat = np.ascontiguousarray(ch.flatten(1).numpy())
+    rows = flat.view(np.dtype((np.void, flat.shape[1] * flat.itemsize))).ravel()  # one bytes key per image
+    _, first = np.unique(rows, return_index=True)
     first = torch.from_numpy(np.sort(first))
     return ch[first], lab[first]
 

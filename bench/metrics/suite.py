@@ -244,9 +244,9 @@ class NDB(Metric):
     families = ("domain", "natural")
 
     def outputs(self, ctx, stage, n):
-        c = count_label(n)
-        return {"ndb_over_k": (f"NDB/K@{c}/K100", False), "ndb_jsd": (f"NDB-JSD@{c}/K100", False),
-                "ndb_over_k_real": (f"NDB/K-real@{c}/K100", False)}
+        c, k = count_label(n), len(ctx.ndb_bins.centres)
+        return {"ndb_over_k": (f"NDB/K@{c}/K{k}", False), "ndb_jsd": (f"NDB-JSD@{c}/K{k}", False),
+                "ndb_over_k_real": (f"NDB/K-real@{c}/K{k}", False)}
 
     def compute(self, ctx, gen, stage, n):
         bins = ctx.ndb_bins
@@ -255,7 +255,7 @@ class NDB(Metric):
         g = torch.Generator().manual_seed(ctx.eval_seed + 2)
         control = reference[torch.randint(len(reference), (n,), generator=g)]  # a bootstrap resample
         scores["ndb_over_k_real"] = bins.score(control)["ndb_over_k"]
-        params = {"K": 100, "alpha": 0.05, "whiten": True, "kmeans_n_init": bins.n_init,
+        params = {"K": len(bins.centres), "alpha": 0.05, "whiten": True, "kmeans_n_init": bins.n_init,
                   "kmeans_n_fit": int(bins.train_counts.sum()), "dims_used": int(len(bins.dims)), "n_gen": n,
                   "n_ref": len(reference), "ndb_control": "bootstrap resample of the reference",
                   "extractor": "none (pixels)"}
@@ -401,10 +401,10 @@ class Probe(Metric):
         return ctx.spec.kind == "images" and getattr(ctx.data, "labels", None) is not None
 
     def n_gen(self, ctx, stage, n):
-        return 2  # the probe reads real images only
+        return n or 2  # the probe reads real images: all of the reference, or n of them (bench eval --n)
 
     def outputs(self, ctx, stage, n):
-        split = ctx.ref_split
+        split = ctx.ref_split + (f"@{count_label(n)}" if n > 2 else "")
         return {"probe_acc": (f"probe-acc/D/{split}", True), "probe_acc_random_d": (f"probe-acc/random-D/{split}", True),
                 "probe_acc_pixels": (f"probe-acc/pixels/{split}", True)}
 
@@ -417,6 +417,9 @@ class Probe(Metric):
             torch.manual_seed(ctx.eval_seed)
             _, random_D = ctx.variant.build()
         images, labels = ctx.reference
+        if 2 < n < len(images):  # a fixed random subset, the same for every run of this reference
+            keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(ctx.eval_seed))[:n]
+            images, labels = images[keep], labels[keep]
         scores, params = probe_scores(D, random_D.to(ctx.device), images, labels, ctx.device, ctx.eval_seed)
         return self.values(ctx, stage, n, scores, {**params, "n_ref": len(images), "extractor": "D conv blocks"})
 
@@ -444,8 +447,9 @@ def applicable(ctx: EvalContext) -> list[str]:
 
 def run_protocol(ctx: EvalContext, G, stage: str, names: Optional[list[str]] = None, n: Optional[int] = None,
                  timings: Optional[dict] = None, D=None) -> list[Value]:
-    """Every selected metric on one shared draw of samples from G. A metric that cannot run (missing
-    weights, a judge below its accuracy floor) writes NaN values saying why, at the final stage."""
+    """Every selected metric on one shared draw of samples from G. In the default selection a metric
+    that cannot run (missing weights, a judge below its accuracy floor) writes NaN values saying why
+    at the final stage, so a training run never fails on it; one asked for by name raises instead."""
     metrics = selected(ctx, stage, names)
     if not metrics:
         return []
@@ -463,7 +467,9 @@ def run_protocol(ctx: EvalContext, G, stage: str, names: Optional[list[str]] = N
             else:
                 values += metric.compute(ctx, gen, stage, k)
         except BenchError as exc:
-            if stage == CURVE and not names:
+            if names:
+                raise  # asked for by name (bench eval --metrics): the one-line reason is the answer
+            if stage == CURVE:
                 continue  # the curve stays quiet; the final evaluation records the reason once
             print(f"warning: {metric.name} skipped: {exc}", file=sys.stderr)
             values += metric.skipped(ctx, stage, k, str(exc))

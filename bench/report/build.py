@@ -4,7 +4,6 @@ requested format. The only function here with side effects is write_report; the 
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,8 @@ from bench.report.load import GridData, load_grid_cached, sample_files
 from bench.report.model import KIND_TITLE, Figure, Report, Sample
 from bench.report.render import render_html
 from bench.report.stability import Thresholds, curve_summaries, run_stability
-from bench.report.summary import comparison, config_order, parse_baseline, run_scores
+from bench.report.baseline import canon, config_order, parse_baseline
+from bench.report.summary import comparison, run_scores
 from bench.report.text import csv_frames, render_latex, render_markdown
 from bench.runs import save_atomic, write_atomic
 
@@ -28,7 +28,7 @@ FORMATS = ("html", "md", "csv", "tex")
 
 @dataclass(frozen=True)
 class Options:
-    baseline: str | None = None  # KEY=VALUE; None = variant=dcgan or the grid file's first axis value
+    baseline: tuple[str, ...] = ()  # KEY=VALUE pairs; none = variant=dcgan or the grid file's first axis value
     formats: tuple[str, ...] = FORMATS
     test: str = "mannwhitney"
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -105,10 +105,10 @@ def layout(report: Report) -> pd.DataFrame:
     rows = []
     for cid in config_order(data, base):
         cfg = data.configs[cid]
-        keys = [k for k in data.varying if k in cfg and (base is None or k != base.key)]
-        line = f"{base.key}={_text(cfg[base.key])}" if base is not None and base.key in cfg else "all runs"
+        keys = [k for k in data.varying if k in cfg and (base is None or k not in base.keys)]
+        line = ", ".join(f"{k}={_text(cfg[k])}" for k in base.keys if k in cfg) if base is not None else ""
         rows.append({"config_id": cid, "panel": ", ".join(f"{k}={_text(cfg[k])}" for k in keys) or "all configurations",
-                     "line": line, "flagged": int(flagged.get(cid, 0))})
+                     "line": line or "all runs", "flagged": int(flagged.get(cid, 0))})
     out = pd.DataFrame(rows)
     labels = data.runs.drop_duplicates("config_id").set_index("config_id")["config"]
     out["config"] = out["config_id"].map(labels)
@@ -116,7 +116,7 @@ def layout(report: Report) -> pd.DataFrame:
 
 
 def _text(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    return value if isinstance(value, str) else canon(value)
 
 
 def draw_figures(report: Report, fig_dir: Path, max_panels: int) -> None:
@@ -138,7 +138,8 @@ def draw_figures(report: Report, fig_dir: Path, max_panels: int) -> None:
             path = figures.curve_figure(fig_dir, part, title, col.higher_is_better)
             report.figures.append(Figure(path, title, f"{title}: mean over seeds, band = 95% bootstrap interval of "
                                          "the mean (1,000 resamples); one panel per setting, one line per "
-                                         f"{report.baseline.key if report.baseline else 'configuration'}.", "curves"))
+                                         f"{', '.join(report.baseline.keys) if report.baseline else 'configuration'}.",
+                                         "curves"))
         else:
             last = part.sort_values("step", kind="stable").groupby("run_id", observed=True).tail(1)
             outcome = last.merge(report.stability, on="run_id")

@@ -14,8 +14,9 @@ import click
 @click.argument("targets", nargs=-1, metavar="[GRID_NAME|RESULTS_DIR]...")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
               show_default=True, help="reports go to OUT/<grid>/")
-@click.option("--baseline", default=None, metavar="KEY=VALUE",
-              help="configuration every other one is tested against (default: variant=dcgan, else the grid's first axis value)")
+@click.option("--baseline", "baseline", multiple=True, metavar="KEY=VALUE",
+              help="configuration every other one is tested against; repeat for a bundle "
+                   "(default: variant=dcgan, else the first value of the grid's first axis)")
 @click.option("--format", "formats", default="html,md,csv,tex", show_default=True, help="comma-separated: html,md,csv,tex")
 @click.option("--test", type=click.Choice(["mannwhitney", "welch"]), default="mannwhitney", show_default=True,
               help="test against the baseline (Holm-corrected across the report)")

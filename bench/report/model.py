@@ -13,7 +13,7 @@ import pandas as pd
 from bench.report import stats
 from bench.report.load import GridData
 from bench.report.stability import Thresholds
-from bench.report.summary import Baseline
+from bench.report.baseline import Baseline
 
 KIND_TITLE = {"final": "final checkpoint", "best": "best checkpoint", "curve": "during training (curve)"}
 

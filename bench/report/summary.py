@@ -1,103 +1,21 @@
 """The comparison table: per configuration and metric column, statistics over seeds and a test
 against the baseline configuration, Holm-corrected across the whole table.
 
-The baseline is a KEY=VALUE: each configuration is compared with the configuration that equals it
-in every other varying key and has KEY=VALUE, so `--baseline variant=dcgan` on a variant x dataset
-grid compares wgan on digits with dcgan on digits, never with dcgan on ring8. Only finished runs
-(done or diverged) enter; diverged runs keep their final value and are counted beside the mean.
+Each configuration is tested against its baseline partner (baseline.py). Only finished runs (done
+or diverged) enter; diverged runs keep their final value and are counted beside the mean.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy import stats as st
 
-from bench.errors import BenchError
 from bench.report import stats
+from bench.report.baseline import Baseline, config_order, partners
 from bench.report.load import GridData
-
-
-@dataclass(frozen=True)
-class Baseline:
-    key: str
-    value: str  # canonical JSON of the value
-
-    @property
-    def text(self) -> str:
-        v = json.loads(self.value)
-        return f"{self.key}={v if isinstance(v, str) else self.value}"
-
-
-def _canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def parse_baseline(text: str | None, data: GridData) -> Baseline | None:
-    """The user's KEY=VALUE, checked against the grid; None with no text picks the default."""
-    if text is None:
-        return default_baseline(data)
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise BenchError(f"--baseline {text!r}: expected KEY=VALUE, e.g. variant=dcgan")
-    if key not in data.varying:
-        raise BenchError(f"--baseline {text!r}: {key!r} does not vary in grid {data.name}; "
-                         f"varying keys: {', '.join(data.varying) or '(none)'}")
-    try:
-        value = _canon(yaml.safe_load(raw))
-    except yaml.YAMLError:
-        value = _canon(raw)
-    values = {_canon(c[key]) for c in data.configs.values() if key in c}
-    if value not in values and _canon(raw) in values:
-        value = _canon(raw)  # a string that YAML would have read as a number or bool
-    if value not in values:
-        raise BenchError(f"--baseline {text!r}: no run has {key}={raw}; values in grid {data.name}: "
-                         + ", ".join(sorted(values)))
-    return Baseline(key, value)
-
-
-def default_baseline(data: GridData) -> Baseline | None:
-    """variant=dcgan when the grid varies the variant (PROTOCOLS 7.3), else the grid file's first axis value."""
-    if not data.varying:
-        return None
-    variants = {c.get("variant") for c in data.configs.values()}
-    if "variant" in data.varying and "dcgan" in variants:
-        return Baseline("variant", _canon("dcgan"))
-    try:
-        axes = (yaml.safe_load(data.grid_text) or {}).get("grid") or {}
-    except (yaml.YAMLError, AttributeError):
-        axes = {}
-    present = {k: {_canon(c[k]) for c in data.configs.values() if k in c} for k in data.varying}
-    for axis, values in axes.items() if isinstance(axes, dict) else ():
-        key = axis if axis in present else str(axis).split(".")[-1]
-        if key in present and isinstance(values, list) and values and _canon(values[0]) in present[key]:
-            return Baseline(key, _canon(values[0]))
-    key = data.varying[0]
-    return Baseline(key, sorted(present[key])[0])
-
-
-def partners(data: GridData, baseline: Baseline | None) -> dict[str, tuple[str | None, str]]:
-    """config id -> (its baseline config id or None, note)."""
-    if baseline is None:
-        return {cid: (None, "no baseline") for cid in data.configs}
-    others = [k for k in data.varying if k != baseline.key]
-    canon = {cid: {k: _canon(c[k]) for k in others if k in c} for cid, c in data.configs.items()}
-    bases = [cid for cid, c in data.configs.items() if _canon(c.get(baseline.key)) == baseline.value]
-    out: dict[str, tuple[str | None, str]] = {}
-    for cid, mine in canon.items():
-        if cid in bases:
-            out[cid] = (None, "baseline")
-            continue
-        match = [b for b in bases if all(v == canon[b].get(k, v) for k, v in mine.items())]
-        out[cid] = (match[0], "") if len(match) == 1 else (None, "no baseline match" if not match else "baseline ambiguous")
-    return out
 
 
 TABLE_COLUMNS = ["column", "config_id", "config", "runs", "diverged", "collapsed", "n", "mean", "std", "median", "iqm",
@@ -154,25 +72,6 @@ def comparison(data: GridData, scores: pd.DataFrame, stability: pd.DataFrame,
     _fill_tests(table, test)
     table["p_holm"], table["significant"] = stats.holm(table["p"].to_numpy())
     return table.drop(columns=["_x", "_y"])
-
-
-def config_order(data: GridData, baseline: Baseline | None) -> list[str]:
-    """Config ids grouped by the non-baseline keys (natural order), the baseline first in each group:
-    every block of rows, like every figure panel, reads as one ablation."""
-    def key(cid):
-        cfg = data.configs[cid]
-        others = tuple(_natural(cfg[k]) for k in data.varying if k in cfg and (baseline is None or k != baseline.key))
-        if baseline is None:
-            return others, False, (0, 0.0, "")
-        return others, _canon(cfg.get(baseline.key)) != baseline.value, _natural(cfg.get(baseline.key))
-    return sorted(data.configs, key=key)
-
-
-def _natural(value) -> tuple:
-    """Sort key: numbers by value before text, so lr=1e-4 comes before lr=2e-4 and 10 after 9."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, float(value), "")
-    return (1, 0.0, value if isinstance(value, str) else _canon(value))
 
 
 def _clean(x: np.ndarray) -> np.ndarray:

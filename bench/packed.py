@@ -1,0 +1,392 @@
+"""Many seeds in one process: K runs that differ only in seed, trained as one batched model.
+
+The loop (bench/loop.py) trains *members*: the modules it steps, plus, per run, the nets, optimizer
+state and RNG state that go into that run's own folder. One run is a `Solo`: its nets are the
+modules. K runs are a `Pack`, and each member k reproduces the single run of seed k:
+
+- Nets. Member k's G and D are built as a single run builds them (global RNG seeded with its seed,
+  then `variant.build`), then stacked: each parameter and buffer becomes one [K, ...] tensor
+  (torch.func.stack_module_state). The loop's optimizers see the stacked tensors; Adam, RMSprop and
+  weight clipping act elementwise, so one optimizer over them is K independent optimizers.
+- Losses. The variant's own `d_loss`/`g_loss` run per member under torch.func.vmap with
+  functional_call on the member's slice ("vmap" mode) and give one loss per member. The loop
+  back-propagates their sum; members share no parameter, so each gets the gradient of its own loss.
+  BatchNorm stays per member: batch statistics come from the member's own batch, and the running
+  statistics are stacked buffers updated in place under vmap.
+- Randomness. Each member keeps its own RNG states (CPU and CUDA), swapped in around its data and
+  latent draws, so member k draws the batch indices and z of the single run of seed k. Draws *inside*
+  a loss (soft or noisy labels, the WGAN-GP epsilon) cannot use per-member generators under vmap:
+  they come from the pack's own stream (randomness="different": independent per member, but not the
+  numbers a single run would draw). "loop" mode runs members one after another inside the step, each
+  under its own RNG, and is exact for every variant. `auto` picks vmap only where it is exact: it
+  takes loop where vmap fails (autograd.grad inside a loss, as in the WGAN-GP penalty) or where the
+  losses draw random numbers; `vmap` can be forced for speed, and the mode and the reason are
+  recorded in each run's status.
+- Records. At each flush member k's losses, a checkpoint in the single-run format (its nets, its
+  slice of the optimizer state, its RNG states) and its status go to run k's folder, so a report
+  cannot tell the runs apart from K separate ones, and a folder resumes as a pack or alone.
+
+What stays different from K single runs is float rounding: a vmapped convolution is a grouped one,
+whose kernels sum in another order (about 1e-6 relative per step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from bench import checkpoint
+from bench.errors import BenchError
+from bench.variant import Batch
+
+MODES = ("auto", "vmap", "loop")
+
+
+class PackMismatch(BenchError):
+    """The runs of a pack cannot resume together (checkpoints at different steps, or some missing)."""
+
+
+class Solo:
+    """One run trained on its own: the modules the loop steps are the run's nets; the RNG is global."""
+
+    size, mode = 1, "solo"
+
+    def __init__(self, variant, data, G: nn.Module, D: nn.Module):
+        self.variant, self.data, self.G, self.D = variant, data, G, D
+
+    def nets(self, k: int) -> tuple[nn.Module, nn.Module]:
+        return self.G, self.D
+
+    def optimizer(self, opt, k: int):
+        return opt
+
+    def rng(self, k: int) -> Optional[dict]:
+        return None  # checkpoint.save takes the global states
+
+    def extra(self) -> dict:
+        return {}
+
+    def record(self) -> dict:
+        return {}
+
+    def restore(self, files, device, opt_g, opt_d) -> int:
+        start, _ = checkpoint.restore(files[0], device, G=self.G, D=self.D, opt_g=opt_g, opt_d=opt_d)
+        return start
+
+
+class MemberRNG:
+    """Per-member RNG states (checkpoint.rng_state format); `use(k)` swaps member k's in around draws."""
+
+    def __init__(self, states: list[dict], device: torch.device):
+        self.states, self.device = states, device
+        self.cuda = device.type == "cuda"
+        self.index = (device.index or 0) if self.cuda else 0
+
+    def _get(self) -> tuple[Tensor, Optional[Tensor]]:
+        return torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if self.cuda else None
+
+    def _set(self, cpu: Tensor, gpu: Optional[Tensor]) -> None:
+        torch.set_rng_state(cpu.cpu())
+        if self.cuda:
+            torch.cuda.set_rng_state(gpu.cpu(), self.device)
+
+    @contextlib.contextmanager
+    def use(self, k: int):
+        outer = self._get()
+        state = self.states[k]
+        self._set(state["torch"], state["cuda"][self.index] if self.cuda else None)
+        try:
+            yield
+        finally:
+            cpu, gpu = self._get()
+            state["torch"] = cpu
+            if self.cuda:
+                state["cuda"] = list(state["cuda"])
+                state["cuda"][self.index] = gpu
+            self._set(*outer)
+
+
+def _mangle(name: str) -> str:
+    return name.replace(".", "__")  # parameter names may not contain dots
+
+
+class _Call:
+    """One member of a PackedNet as a callable net, for the variant's loss code."""
+
+    def __init__(self, template: nn.Module, params: dict[str, Tensor], buffers: dict[str, Tensor]):
+        self.template, self.params, self.buffers = template, params, buffers
+
+    def __call__(self, *args):
+        return functional_call(self.template, (self.params, self.buffers), args)
+
+
+class PackedNet(nn.Module):
+    """K copies of one architecture as stacked [K, ...] parameters and buffers."""
+
+    def __init__(self, nets: list[nn.Module]):
+        super().__init__()
+        params, buffers = stack_module_state(nets)
+        # Kept in lists so they are not registered: a real net to copy members into, and a weightless
+        # one for functional_call.
+        self._blank = [copy.deepcopy(nets[0])]
+        self._template = [copy.deepcopy(nets[0]).to("meta")]
+        self.param_names, self.buffer_names = list(params), list(buffers)
+        self.size = len(nets)
+        for name, value in params.items():
+            self.register_parameter(_mangle(name), nn.Parameter(value.detach().clone()))
+        for name, value in buffers.items():
+            self.register_buffer(_mangle(name), value.clone())
+
+    @property
+    def template(self) -> nn.Module:
+        return self._template[0]
+
+    def tensors(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        return ({n: getattr(self, _mangle(n)) for n in self.param_names},
+                {n: getattr(self, _mangle(n)) for n in self.buffer_names})
+
+    def calls(self) -> list[_Call]:
+        """Every member as a callable; one unbind per tensor keeps the backward a single stack."""
+        params, buffers = self.tensors()
+        p = {n: t.unbind(0) for n, t in params.items()}
+        b = {n: t.unbind(0) for n, t in buffers.items()}
+        return [_Call(self.template, {n: t[k] for n, t in p.items()}, {n: t[k] for n, t in b.items()})
+                for k in range(self.size)]
+
+    @torch.no_grad()
+    def member(self, k: int) -> nn.Module:
+        """Member k as an ordinary net (a copy): for samples, evaluation and its checkpoint."""
+        net = copy.deepcopy(self._blank[0])
+        params, buffers = self.tensors()
+        for name, t in net.named_parameters():
+            t.copy_(params[name][k])
+        for name, t in net.named_buffers():
+            t.copy_(buffers[name][k])
+        return net
+
+    @torch.no_grad()
+    def load_member(self, k: int, state: dict[str, Tensor], where: str) -> None:
+        params, buffers = self.tensors()
+        tensors = {**params, **buffers}
+        expected = set(self._blank[0].state_dict())
+        if set(state) != expected:
+            raise BenchError(f"checkpoint {where} does not match this run's networks; delete it to restart that run")
+        for name, value in state.items():
+            tensors[name][k].copy_(value)
+
+
+class _StateView:
+    """What checkpoint.save needs from an optimizer: its state_dict."""
+
+    def __init__(self, state: dict):
+        self._state = state
+
+    def state_dict(self) -> dict:
+        return self._state
+
+
+def member_optimizer_state(opt: torch.optim.Optimizer, k: int) -> dict:
+    """Member k's slice of an optimizer over stacked tensors, in the single-run state_dict format."""
+    full = opt.state_dict()
+    params = [p for group in opt.param_groups for p in group["params"]]
+    state = {i: {key: v[k].clone() if torch.is_tensor(v) and v.shape == params[i].shape else v
+                 for key, v in s.items()}
+             for i, s in full["state"].items()}
+    return {"state": state, "param_groups": full["param_groups"]}
+
+
+def stack_optimizer_states(opt: torch.optim.Optimizer, states: list[dict]) -> None:
+    params = [p for group in opt.param_groups for p in group["params"]]
+    first = states[0]
+    stacked = {i: {key: torch.stack([s["state"][i][key] for s in states])
+                   if torch.is_tensor(v) and tuple(v.shape) == tuple(params[i].shape[1:]) else v
+                   for key, v in st.items()}
+               for i, st in first["state"].items()}
+    opt.load_state_dict({"state": stacked, "param_groups": first["param_groups"]})
+
+
+class PackedData:
+    """The run's data, drawn per member under the member's RNG: x is [K, n, ...]."""
+
+    def __init__(self, data, rngs: MemberRNG, size: int):
+        self.inner, self.rngs, self.size = data, rngs, size
+        self.spec, self.info = data.spec, data.info
+
+    def sample(self, n: int) -> tuple[Tensor, Optional[Tensor]]:
+        xs, ys = [], []
+        for k in range(self.size):
+            with self.rngs.use(k):
+                x, y = self.inner.sample(n)
+            xs.append(x)
+            ys.append(y)
+        return torch.stack(xs), None if ys[0] is None else torch.stack(ys)
+
+
+def pack_seed(seeds: list[int]) -> int:
+    """Seed of the pack's own stream (draws inside losses in vmap mode): not any member's seed."""
+    text = "pack:" + ",".join(map(str, seeds))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+class Pack:
+    """K members of one variant; to the loop it is both the variant (losses, z, optimizers) and the nets."""
+
+    def __init__(self, variant, seeds: list[int], data, device: torch.device, mode: str = "auto"):
+        from bench.loop import seed_everything
+
+        if mode not in MODES:
+            raise BenchError(f"pack mode {mode!r} is not one of {', '.join(MODES)}")
+        self.inner, self.seeds, self.size = variant, list(seeds), len(seeds)
+        Gs, Ds, states = [], [], []
+        for seed in self.seeds:
+            seed_everything(seed)  # exactly what a single run does before building its nets
+            G, D = variant.build()
+            Gs.append(G.to(device))
+            Ds.append(D.to(device))
+            states.append(checkpoint.rng_state())
+        self.G, self.D = PackedNet(Gs).to(device), PackedNet(Ds).to(device)
+        self.rngs = MemberRNG(states, device)
+        self.data = PackedData(data, self.rngs, self.size)
+        self.variant = self
+        self.device = device
+        seed_everything(pack_seed(self.seeds))
+        self.reason = ""
+        self.mode = self._probe() if mode == "auto" else mode
+
+    # ---- the variant interface the loop uses
+    def sample_z(self, n: int, device: torch.device) -> Tensor:
+        zs = []
+        for k in range(self.size):
+            with self.rngs.use(k):
+                zs.append(self.inner.sample_z(n, device))
+        return torch.stack(zs)
+
+    def optimizers(self, G, D):
+        return self.inner.optimizers(G, D)
+
+    def after_d_step(self, D) -> None:
+        self.inner.after_d_step(D)
+
+    def d_loss(self, G, D, batch: Batch, z: Tensor):
+        return self._losses(self.inner.d_loss, G, D, batch, z)
+
+    def g_loss(self, G, D, batch: Batch, z: Tensor):
+        return self._losses(self.inner.g_loss, G, D, batch, z)
+
+    def _losses(self, loss_fn, G, D, batch: Batch, z: Tensor, buffers=None):
+        """(one loss per member [K], stats as [K] vectors)."""
+        if self.mode == "vmap":
+            return self._vmapped(loss_fn, G, D, batch, z, buffers)
+        losses, stats = [], []
+        for k, (g, d) in enumerate(zip(G.calls(), D.calls())):
+            y = None if batch.y is None else batch.y[k]
+            with self.rngs.use(k):
+                loss, s = loss_fn(g, d, Batch(batch.x[k], y), z[k])
+            losses.append(loss)
+            stats.append(s)
+        return torch.stack(losses), {name: torch.stack([s[name] for s in stats]) for name in stats[0]}
+
+    def _vmapped(self, loss_fn, G, D, batch: Batch, z: Tensor, buffers=None):
+        pg, bg = G.tensors()
+        pd, bd = D.tensors()
+        if buffers is not None:  # the probe runs on copies so BN running statistics stay untouched
+            bg, bd = buffers
+
+        def one(pg, bg, pd, bd, x, y, z):
+            return loss_fn(_Call(G.template, pg, bg), _Call(D.template, pd, bd), Batch(x, y), z)
+
+        in_dims = (0, 0, 0, 0, 0, None if batch.y is None else 0, 0)
+        return vmap(one, in_dims=in_dims, randomness="different")(pg, bg, pd, bd, batch.x, batch.y, z)
+
+    def _probe(self) -> str:
+        """vmap when both losses run under it and draw no random numbers; else loop (exact for all).
+
+        Runs each loss once, forward only, on copies of the BN buffers, then restores every RNG.
+        """
+        saved = checkpoint.rng_state()
+        members = copy.deepcopy(self.rngs.states)
+        self.mode = "vmap"
+        try:
+            buffers = ({n: b.clone() for n, b in self.G.tensors()[1].items()},
+                       {n: b.clone() for n, b in self.D.tensors()[1].items()})
+            x, y = self.data.sample(2)
+            z = self.sample_z(2, self.device)
+            before = self.rngs._get()  # data and z drew under member states; the pack stream is untouched
+            for fn in (self.inner.d_loss, self.inner.g_loss):
+                self._losses(fn, self.G, self.D, Batch(x, y), z, buffers)
+            after = self.rngs._get()
+            if not all(a is None or torch.equal(a, b) for a, b in zip(before, after)):
+                self.reason = "the losses draw random numbers; under vmap they could not follow each seed's stream"
+                return "loop"
+            return "vmap"
+        except Exception as exc:  # noqa: BLE001 - any failure under vmap means run members one by one
+            self.reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+            return "loop"
+        finally:
+            checkpoint.set_rng_state(saved)
+            self.rngs.states = members
+
+    # ---- what the loop writes per member
+    def nets(self, k: int) -> tuple[nn.Module, nn.Module]:
+        return self.G.member(k), self.D.member(k)
+
+    def optimizer(self, opt, k: int):
+        return _StateView(member_optimizer_state(opt, k))
+
+    def rng(self, k: int) -> dict:
+        return self.rngs.states[k]
+
+    def extra(self) -> dict[str, Any]:
+        """Saved with every member: the pack's own stream, so a resumed pack draws as before."""
+        state = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"pack_rng": state, "pack_seeds": self.seeds}
+
+    def record(self) -> dict[str, Any]:
+        out = {"size": self.size, "mode": self.mode, "seeds": self.seeds}
+        if self.reason:
+            out["why_not_vmap"] = self.reason
+        return out
+
+    def restore(self, files, device, opt_g, opt_d) -> int:
+        """Resume every member from its own checkpoint; all or none must exist, at one step."""
+        present = [f.exists() for f in files]
+        if not any(present):
+            return 0
+        if not all(present):
+            missing = [str(f.parent.parent) for f, p in zip(files, present) if not p]
+            raise PackMismatch(f"runs {', '.join(missing)} have no checkpoint while the rest of the pack has; "
+                             f"train them one at a time with bench run")
+        states = [checkpoint.load(f, device) for f in files]
+        steps = sorted({int(s["step"]) for s in states})
+        if len(steps) > 1:
+            raise PackMismatch(f"the runs of this pack are at different steps ({', '.join(map(str, steps))}); "
+                             f"train them one at a time with bench run")
+        for k, (f, s) in enumerate(zip(files, states)):
+            self.G.load_member(k, s["G"], str(f))
+            self.D.load_member(k, s["D"], str(f))
+            self.rngs.states[k] = s["rng"]
+        stack_optimizer_states(opt_g, [s["opt_g"] for s in states])
+        stack_optimizer_states(opt_d, [s["opt_d"] for s in states])
+        pack_rng = states[0].get("extra", {}).get("pack_rng")
+        if pack_rng is not None:
+            torch.set_rng_state(pack_rng["torch"].cpu())
+            if "cuda" in pack_rng and device.type == "cuda":
+                torch.cuda.set_rng_state(pack_rng["cuda"].cpu(), device)
+        return steps[0]
+
+
+def members(variant, data, seeds: list[int], device: torch.device, memory_format=None, mode: str = "auto"):
+    """Solo for one seed (the nets built as always), a Pack for several."""
+    if len(seeds) == 1:
+        G, D = variant.build()
+        fmt = memory_format or torch.preserve_format
+        return Solo(variant, data, G.to(device, memory_format=fmt), D.to(device, memory_format=fmt))
+    return Pack(variant, seeds, data, device, mode)

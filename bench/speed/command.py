@@ -1,0 +1,141 @@
+"""`bench speed`: images/s of the shared loop and of the reference DCGAN loop, in one process.
+
+Both train on the same synthetic uint8 images, shapes and device. The shared loop runs with the fast
+paths chosen below (each one a LoopConfig switch, overridable by flag); `--paths` measures each one
+off and on, so every default here can be re-checked with one command.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import click
+
+# Fast paths `bench speed` turns on per device type unless a flag says otherwise: the measured winners
+# (README, Speed). On CPU bf16 autocast and channels_last slow the convolutions down and compile
+# costs more than it saves on short runs.
+SPEED_DEFAULTS = {
+    "cuda": {"channels_last": True, "amp": True, "compile": True, "fused_optim": True},
+    "cpu": {"channels_last": False, "amp": False, "compile": False, "fused_optim": False},
+}
+SIZES = ("8", "16", "32", "64", "128")
+
+
+def _switch(name: str):
+    flag = name.replace("_", "-")
+    return click.option(f"--{flag}/--no-{flag}", name, default=None,
+                        help=f"fast path {name} on or off (default: the measured choice for the device)")
+
+
+@click.command("speed")
+@click.option("--variant", default="dcgan", show_default=True, help="variant trained by the shared loop")
+@click.option("--size", type=click.Choice(SIZES), default="64", show_default=True, help="image side in pixels")
+@click.option("--batch", type=click.IntRange(1), default=128, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="timed steps per measurement (default: 300 on CUDA, 6 on CPU)")
+@click.option("--warmup", type=click.IntRange(1), default=None,
+              help="untimed steps before them (default: 50 on CUDA, 2 on CPU)")
+@click.option("--paths", "show_paths", is_flag=True, help="also measure each fast path off and on")
+@click.option("--pack", type=click.IntRange(1), default=1, show_default=True,
+              help="also train this many seeds as one packed model and report aggregate images/s")
+@click.option("--pack-mode", type=click.Choice(["auto", "vmap", "loop"]), default="auto", show_default=True,
+              help="how a pack runs its members (bench/packed.py)")
+@click.option("--variants", "each_variant", is_flag=True, help="also time the step of every image variant")
+@click.option("--no-reference", is_flag=True, help="skip the reference loop")
+@click.option("--sync-check", is_flag=True, help="count host syncs of the shared loop (CUDA sync debug mode)")
+@click.option("--ref-workers", type=click.IntRange(0), default=2, show_default=True,
+              help="DataLoader workers of the reference loop (the example's default is 2)")
+@_switch("channels_last")
+@_switch("amp")
+@_switch("compile")
+@_switch("fused_optim")
+def speed(variant, size, batch, device, steps, warmup, show_paths, pack, pack_mode, each_variant, no_reference,
+          sync_check, ref_workers, **switches):
+    """Images/s of the shared loop against the reference DCGAN example loop, with peak memory."""
+    import torch
+
+    from bench import registry
+    from bench.loop import pick_device
+    from bench.speed import measure, reference
+
+    registry.variants.get(variant)  # unknown names fail here with the valid list
+    dev = pick_device(device)
+    cuda = dev.type == "cuda"
+    steps = steps or (300 if cuda else 6)
+    warmup = warmup or (50 if cuda else 2)
+    size = int(size)
+    paths = {k: v if v is not None else SPEED_DEFAULTS[dev.type][k] for k, v in switches.items()}
+    images, labels = measure.synthetic_images(batch * (warmup + steps + 1), size)
+    where = torch.cuda.get_device_name(dev) if cuda else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
+    click.echo(f"bench speed: {variant} {size}x{size} px, batch {batch}, {dev.type} ({where}), torch "
+               f"{torch.__version__}; {steps} timed steps after {warmup}")
+
+    def loop(name=variant, seeds=1, p=paths, check=False):
+        return measure.measure_loop(name, images, labels, batch, device, steps, warmup, p, seeds, check, pack_mode)
+
+    shared = loop(check=sync_check)
+    rows = [("shared loop", shared.images_per_s, shared.sec_per_step, shared.peak_bytes, _describe(shared.paths))]
+    ref = None
+    if not no_reference:
+        ref = reference.run(images, dev, batch, steps, warmup, workers=ref_workers)
+        rows.append(("reference (DCGAN example)", ref.images_per_s, ref.sec_per_step, ref.peak_bytes,
+                     f"DataLoader({ref_workers} workers), Sigmoid+BCELoss, .item() per step, float32"))
+    if pack > 1:
+        packed = loop(seeds=pack)
+        rows.append((f"{pack} seeds packed", packed.images_per_s, packed.sec_per_step, packed.peak_bytes,
+                     _describe(packed.paths)))
+    click.echo(_table(["loop", "images/s", "ms/step", "peak MiB", "what ran"],
+                      [(n, f"{ips:,.0f}", f"{s * 1e3:.2f}", _mib(b), d) for n, ips, s, b, d in rows]))
+    if ref is not None:
+        click.echo(f"shared / reference: {shared.images_per_s / ref.images_per_s:.2f}x")
+    if pack > 1:
+        click.echo(f"packed / single run: {packed.images_per_s / shared.images_per_s:.2f}x aggregate images/s")
+    if sync_check:
+        if shared.syncs is None:
+            click.echo("host syncs: not checked (the sync debug mode needs CUDA)")
+        else:
+            click.echo(f"host syncs: {shared.syncs} in {warmup + steps} steps ({shared.flushes} flushes, one each)")
+
+    if show_paths:
+        table = []
+        for name in measure.FAST_PATHS:
+            flipped = loop(p={**paths, name: not paths[name]})
+            on, off = (shared, flipped) if paths[name] else (flipped, shared)
+            table.append((name, f"{off.images_per_s:,.0f}", f"{on.images_per_s:,.0f}",
+                          f"{on.images_per_s / off.images_per_s:.2f}x", str(on.paths.get(name, ""))))
+        click.echo("\nfast paths, each flipped from the settings above:")
+        click.echo(_table(["path", "off images/s", "on images/s", "on / off", "on: what ran"], table))
+
+    if each_variant:
+        table = []
+        for name in registry.variants.names():
+            if "images" not in registry.variants.get(name).data_kinds:
+                continue
+            r = loop(name=name)
+            table.append((name, f"{r.sec_per_step * 1e3:.2f}", f"{r.images_per_s:,.0f}", _mib(r.peak_bytes),
+                          _describe(r.paths)))
+        click.echo("\nevery image variant, shared loop, settings above:")
+        click.echo(_table(["variant", "ms/step", "real images/s", "peak MiB", "what ran"], table))
+
+
+def _describe(paths: dict) -> str:
+    parts = []
+    for key, value in paths.items():
+        if key == "pack":
+            parts.append(f"pack={value.get('mode')}")
+        elif value is True:
+            parts.append(key)
+        elif value not in (False, "off"):
+            parts.append(f"{key}={value}")
+    return " ".join(parts) or "no fast path"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f}" if n else "-"
+
+
+def _table(header: list[str], rows: list[tuple]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    return "\n".join(lines)

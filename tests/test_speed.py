@@ -1,0 +1,56 @@
+"""Fast paths keep the numbers; `bench speed` runs end to end (a smoke: timings belong to the benchmark)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import loop
+from bench.config import resolve
+from bench.runs import RunDir
+
+
+def train_losses(tmp_path, name: str, **paths) -> tuple[list[tuple[int, str, float]], dict]:
+    config = resolve({"variant": "dcgan", "dataset": "digits", "image_size": 8, "dcgan.width": 8, "steps": 6,
+                      "batch_size": 8, "log_every": 3, "ckpt_every": 6, "eval_every": -1, "device": "cpu",
+                      "seed": 7, **paths})
+    run = RunDir(tmp_path / name, "s", config.run_id)
+    run.write_config(config.flat())
+    assert loop.train(run, config) == "done"
+    records = [(r["step"], r["name"], r["value"]) for r in run.read_metrics() if r["name"] in ("loss_d", "loss_g")]
+    return records, run.status()["fast_paths"]
+
+
+@pytest.mark.parametrize("path,tolerance", [("channels_last", 1e-5), ("compile", 1e-4), ("amp", 5e-2)])
+def test_a_fast_path_changes_no_result_beyond_tolerance(tmp_path, monkeypatch, path, tolerance):
+    monkeypatch.setattr(loop, "COMPILE_BACKEND", "aot_eager")  # the same graph capture, no C++ build on CPU
+    plain, plain_paths = train_losses(tmp_path, "plain", channels_last=False)
+    fast, fast_paths = train_losses(tmp_path, "fast", **{"channels_last": False, path: True})
+    assert [r[:2] for r in fast] == [r[:2] for r in plain] and len(plain) == 4
+    # bf16 autocast rounds every matmul input to 8 mantissa bits, hence its looser bound.
+    assert [r[2] for r in fast] == pytest.approx([r[2] for r in plain], rel=tolerance, abs=tolerance)
+    expected = {"channels_last": True, "compile": "on", "amp": "bf16"}[path]
+    assert fast_paths[path] == expected and plain_paths[path] in (False, "off")
+
+
+def test_wgan_gp_compiles_or_falls_back_and_says_which(tmp_path, monkeypatch):
+    monkeypatch.setattr(loop, "COMPILE_BACKEND", "aot_eager")
+    config = resolve({"variant": "wgan_gp", "dataset": "digits", "image_size": 8, "steps": 3, "batch_size": 8,
+                      "log_every": 3, "ckpt_every": 3, "eval_every": -1, "device": "cpu", "compile": True})
+    run = RunDir(tmp_path, "s", config.run_id)
+    run.write_config(config.flat())
+    assert loop.train(run, config) == "done"
+    compiled = run.status()["fast_paths"]["compile"]
+    assert compiled == "on" or compiled.startswith("eager (")
+
+
+def test_bench_speed_prints_both_loops_their_ratio_and_the_path_table(bench_cli, monkeypatch):
+    monkeypatch.setattr(loop, "COMPILE_BACKEND", "aot_eager")  # --paths turns compile on once
+    code, out, err = bench_cli("speed", "--device", "cpu", "--size", "16", "--batch", "8", "--steps", "2",
+                               "--warmup", "1", "--paths", "--pack", "2", "--ref-workers", "0", "--no-compile")
+    assert code == 0, err
+    assert "shared loop" in out and "reference (DCGAN example)" in out and "2 seeds packed" in out
+    assert "shared / reference:" in out and "packed / single run:" in out
+    for path in ("channels_last", "amp", "compile", "fused_optim"):
+        assert f"\n{path}" in out
+    code, _, err = bench_cli("speed", "--variant", "nope", "--device", "cpu")
+    assert code == 2 and "unknown variant 'nope'" in err
