@@ -51,7 +51,7 @@ def test_two_processes_train_every_run_exactly_once(tmp_path):
 
 def test_killed_holder_lock_is_reclaimed_and_run_resumes(tmp_path):
     grid = tmp_path / "grid.yaml"
-    grid.write_text(yaml.safe_dump(tiny_grid(steps=4000, log_every=50, ckpt_every=100)))
+    grid.write_text(yaml.safe_dump(tiny_grid(steps=1500, log_every=50, ckpt_every=100)))
     proc = _bench(tmp_path, "run", str(grid), start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob("results/tiny/*/ckpt/latest.pt")):
