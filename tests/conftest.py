@@ -27,6 +27,19 @@ def bench_cli(capsys, tmp_path, monkeypatch):
     return call
 
 
+@pytest.fixture(scope="session")
+def bench_cache(tmp_path_factory):
+    """One BENCH_CACHE folder for the whole session, so the digits judge is fitted once."""
+    path = tmp_path_factory.getbasetemp() / "bench-cache"
+    old = os.environ.get("BENCH_CACHE")
+    os.environ["BENCH_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("BENCH_CACHE", None)
+    else:
+        os.environ["BENCH_CACHE"] = old
+
+
 @pytest.fixture
 def write_grid(tmp_path):
     """Write a grid file from a dict (or raw text) and return its path."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -24,25 +23,13 @@ REQUIRED = {"extractor", "n_gen", "ref_dataset", "ref_split", "ref_fingerprint",
             "library", "seed"}
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.getbasetemp() / "bench-cache"
-    old = os.environ.get("BENCH_CACHE")
-    os.environ["BENCH_CACHE"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("BENCH_CACHE", None)
-    else:
-        os.environ["BENCH_CACHE"] = old
-
-
 def tiny(dataset: str, variant: str = "dcgan", **keys):
     return resolve({"variant": variant, "dataset": dataset, "steps": 20, "batch_size": 16, "image_size": 16,
                     "log_every": 10, "ckpt_every": 10, "dcgan.width": 8, "device": "cpu", **keys})
 
 
 @pytest.fixture(scope="module")
-def digits_runs(tmp_path_factory, cache):
+def digits_runs(tmp_path_factory, bench_cache):
     """The same tiny dcgan run on digits trained twice: with curve and final evaluation, and without."""
     root = tmp_path_factory.mktemp("results")
     runs = {}
@@ -95,7 +82,7 @@ def test_records_follow_the_schema_with_curve_final_and_best_apart(digits_runs):
     assert {r["protocol"]["checkpoint"] for r in best} == {"best:fd"}
 
 
-def test_resumed_evaluator_restores_best_so_far_from_records(tmp_path, cache):
+def test_resumed_evaluator_restores_best_so_far_from_records(tmp_path, bench_cache):
     config = tiny("ring8", "mlp_gan", steps=40)
     run = RunDir(tmp_path, "r", config.run_id)
     run.write_config(config.flat())

@@ -7,7 +7,6 @@ it is fitted once per test session into a shared cache folder.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -23,21 +22,8 @@ from bench.metrics.context import EvalContext
 SIZE = 16
 
 
-@pytest.fixture(scope="session")
-def metrics_cache(tmp_path_factory):
-    """One cache folder for the whole session, so the digits extractor is fitted once."""
-    path = tmp_path_factory.getbasetemp() / "bench-cache"
-    old = os.environ.get("BENCH_CACHE")
-    os.environ["BENCH_CACHE"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("BENCH_CACHE", None)
-    else:
-        os.environ["BENCH_CACHE"] = old
-
-
 @pytest.fixture(scope="module")
-def digits_ctx(metrics_cache):
+def digits_ctx(bench_cache):
     config = resolve({"variant": "dcgan", "dataset": "digits", "image_size": SIZE, "dcgan.width": 8,
                       "device": "cpu"})
     data = registry.datasets.get("digits").load(config.data, SIZE, torch.device("cpu"))
