@@ -92,6 +92,7 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
     click.echo(f"{name}: {len(planned)} runs, {len(planned) - len(todo)} finished or failed, {len(todo)} to train"
                f" -> {results / name}" + (" (--retry-failed retrains failed runs)" if failed_before else ""), err=True)
     if not todo:
+        _exit_if_failed(failed_before, grid_file)
         return
     for p in todo:
         scheduler.prepare(p)
@@ -109,6 +110,15 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
     for rid, outcome in outcomes.items():
         if outcome == "failed":
             click.echo(f"failed {rid}: {scheduler.RunDir(results, name, rid).status().get('reason', '')}", err=True)
+    _exit_if_failed(failed_before + counts.get("failed", 0), grid_file)
+
+
+def _exit_if_failed(failed: int, grid_file: str) -> None:
+    """Exit 1 while the grid holds failed runs, so scripts and CI notice; diverged runs are results."""
+    if failed:
+        click.echo(f"{failed} run(s) of the grid failed (reasons: bench status); fix the cause, then "
+                   f"bench run {grid_file} --retry-failed", err=True)
+        raise click.exceptions.Exit(1)
 
 
 @cli.command()
@@ -181,7 +191,7 @@ def sample(run_dir, n, out, class_, seed):
 
 def main(argv=None) -> int:
     try:
-        cli.main(args=argv, prog_name="bench", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="bench", standalone_mode=False)
     except BenchError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
@@ -194,7 +204,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted; run the same command again to resume", err=True)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0  # a command's Exit(n) comes back as n
 
 
 if __name__ == "__main__":

@@ -71,3 +71,30 @@ def test_corrupt_checkpoint_is_one_line_and_kept(bench_cli, write_grid, tmp_path
     code, _, err = bench_cli("sample", str(run), "--out", "x.npz")
     assert code == 2 and "is unreadable" in err and "delete it" in err
     assert ckpt.read_bytes() == b"not a checkpoint"  # nothing on disk is touched
+
+
+def test_failed_run_is_recorded_the_grid_goes_on_and_the_exit_code_says_so(bench_cli, write_grid, tmp_path,
+                                                                            monkeypatch):
+    from variants.mlp_gan import MLPGAN
+
+    grid = write_grid({**tiny_grid(), "grid": {"lr_d": [2e-4, 1e-3]}})
+
+    def broken(self, G, D, batch, z):
+        if self.config.lr_d == 1e-3:
+            raise RuntimeError("out of memory (simulated)")
+        return original(self, G, D, batch, z)
+
+    original = MLPGAN.d_loss
+    monkeypatch.setattr(MLPGAN, "d_loss", broken)
+    code, _, err = bench_cli("run", str(grid))
+    assert code == 1
+    assert "1 done, 1 failed" in err and "RuntimeError: out of memory (simulated)" in err
+    assert "--retry-failed" in err.splitlines()[-1]
+    states = sorted(json.loads(p.read_text())["state"] for p in (tmp_path / "results" / "tiny").glob("*/status.json"))
+    assert states == ["done", "failed"]
+
+    code, _, err = bench_cli("run", str(grid))  # nothing to train, the failure still stands
+    assert code == 1 and "0 to train" in err
+    monkeypatch.setattr(MLPGAN, "d_loss", original)
+    code, _, err = bench_cli("run", str(grid), "--retry-failed")
+    assert code == 0 and "1 to train" in err and "1 done" in err
