@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.datasets import fetch as fetch_mod
 from bench.datasets.fetch import Download, extract, fetch_file
@@ -196,3 +197,59 @@ def test_file_placed_by_hand_is_verified_not_downloaded(server, tmp_path):
     (tmp_path / "h.bin").write_bytes(body)
     path = fetch_file(Download(server.url + "/h.bin", "h.bin", sha(body), extract=False), tmp_path)
     assert path == Path(tmp_path / "h.bin") and server.requests == []
+
+
+def _cifar_archive(per_batch: int) -> tuple[bytes, dict[str, str], list[int]]:
+    """A CIFAR-10 python archive in the real layout (pickled dicts, CHW rows) with tiny batches.
+
+    Image i is one flat colour (R, G, B) = (i, 100, 200), so a channel mix-up cannot pass."""
+    import pickle
+
+    import numpy as np
+
+    members, labels = {}, []
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for b, name in enumerate(names):
+        ids = list(range(b * per_batch, (b + 1) * per_batch))
+        rows = np.stack([np.concatenate([np.full(1024, i), np.full(1024, 100), np.full(1024, 200)]) for i in ids])
+        batch_labels = [i % 10 for i in ids]
+        labels += batch_labels
+        members[f"cifar-10-batches-py/{name}"] = pickle.dumps({"data": rows.astype(np.uint8), "labels": batch_labels})
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    members["cifar-10-batches-py/batches.meta"] = pickle.dumps({"label_names": classes})
+    md5 = {name.split("/")[1]: hashlib.md5(data).hexdigest() for name, data in members.items()}
+    return make_tar(members), md5, labels
+
+
+def test_cifar10_fetch_goes_through_torchvision_and_loads_the_real_layout(server, tmp_path, bench_cli, monkeypatch):
+    """torchvision's own downloader against a loopback copy (its URL and md5 sums pointed at the fixture)."""
+    from torchvision.datasets import CIFAR10
+
+    from bench import registry
+
+    archive, md5, labels = _cifar_archive(per_batch=4)
+    server.files["/cifar-10-python.tar.gz"] = archive
+    monkeypatch.setattr(CIFAR10, "url", server.url + "/cifar-10-python.tar.gz")
+    monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(archive).hexdigest())
+    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "cifar10"
+    code, _, err = bench_cli("data", "fetch", "cifar10", "--root", str(root))
+    assert code == 0 and f"cifar10: ready in {root}" in err, err
+    assert server.requests[-1]["path"] == "/cifar-10-python.tar.gz"
+
+    cls = registry.datasets.get("cifar10")
+    train = cls.load(cls.Options(root=str(root)), 16, torch.device("cpu"))
+    test = cls.load(cls.Options(root=str(root), split="test"), 16, torch.device("cpu"))
+    assert train.images.shape == (20, 3, 16, 16) and test.images.shape == (4, 3, 16, 16)
+    assert train.labels.tolist() == labels[:20] and test.labels.tolist() == labels[20:]
+    assert train.spec.class_names[:2] == ("airplane", "automobile") and train.spec.num_classes == 10
+    assert train.images[7, :, 5, 5].tolist() == [7, 100, 200]  # flat colours survive the resize exactly
+    assert test.images[0, :, 0, 0].tolist() == [20, 100, 200]
+
+    (root / "cifar-10-batches-py" / "test_batch").write_bytes(b"truncated")  # md5 no longer matches
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cold-cache"))
+    with pytest.raises(BenchError, match=r"cifar10 under .* is unreadable .*bench data fetch cifar10 --root"):
+        cls.load(cls.Options(root=str(root), split="test"), 16, torch.device("cpu"))
