@@ -11,8 +11,8 @@ import platform
 
 import click
 
-# Fast paths `bench speed` turns on per device type unless a flag says otherwise, as grid runs use them
-# (README, Speed). On CPU bf16 autocast is 12x slower (no bf16 units), channels_last (1.07x) is within
+# Fast paths `bench speed` turns on per device type unless a flag says otherwise (grid runs set them
+# as loop keys; README, Speed). On CPU bf16 autocast is 12x slower (no bf16 units), channels_last (1.07x) is within
 # the noise, and compile (1.16x) costs a C++ build per process that short runs do not earn back.
 SPEED_DEFAULTS = {
     "cuda": {"channels_last": True, "amp": True, "compile": True, "fused_optim": True},
