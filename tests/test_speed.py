@@ -52,5 +52,30 @@ def test_bench_speed_prints_both_loops_their_ratio_and_the_path_table(bench_cli,
     assert "shared / reference:" in out and "packed / single run:" in out
     for path in ("channels_last", "amp", "compile", "fused_optim"):
         assert f"\n{path}" in out
+    evaluation = next(line for line in out.splitlines() if line.startswith("in-training evaluation"))
+    assert "(digits, domain features, curve protocol, 2,000 samples: fd," in evaluation
+    share = float(evaluation.split("spends ")[1].split("%")[0])
+    assert 0 < share < 100 and "2,000 steps, 17 scheduled evaluations" in evaluation
     code, _, err = bench_cli("speed", "--variant", "nope", "--device", "cpu")
     assert code == 2 and "unknown variant 'nope'" in err
+    code, _, err = bench_cli("speed", "--device", "cpu", "--eval-data", "ring8")
+    assert code == 2 and err == "error: --eval-data ring8 holds points; dcgan trains on images: pick such a " \
+                                "dataset or --eval-data none\n"
+
+
+def test_bench_speed_says_when_the_curve_cannot_run_here(bench_cli, tmp_path, monkeypatch):
+    from PIL import Image
+
+    folder = tmp_path / "data" / "anime"
+    folder.mkdir(parents=True)
+    for i in range(8):
+        Image.new("RGB", (20, 20), (30 * i, 90, 200)).save(folder / f"{i}.png")
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    for name in ("BENCH_INCEPTION_WEIGHTS", "BENCH_VGG16_WEIGHTS", "BENCH_DOWNLOAD_WEIGHTS"):
+        monkeypatch.delenv(name, raising=False)
+    code, out, err = bench_cli("speed", "--device", "cpu", "--size", "8", "--batch", "4", "--steps", "1",
+                               "--warmup", "1", "--no-reference", "--eval-data", "anime")
+    assert code == 0, err
+    assert "in-training evaluation (anime, natural features, curve protocol" in out
+    assert "msssim_gap" in out and "skipped here, so not timed: inception (bench eval RUN --metrics inception says why)" in out

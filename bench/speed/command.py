@@ -11,6 +11,8 @@ import platform
 
 import click
 
+from bench.errors import BenchError
+
 # Fast paths `bench speed` turns on per device type unless a flag says otherwise (grid runs set them
 # as loop keys; README, Speed). On CPU bf16 autocast is 12x slower (no bf16 units), channels_last (1.07x) is within
 # the noise, and compile (1.16x) costs a C++ build per process that short runs do not earn back.
@@ -44,6 +46,8 @@ def _switch(name: str):
 @click.option("--variants", "each_variant", is_flag=True, help="also time the step of every image variant")
 @click.option("--no-reference", is_flag=True, help="skip the reference loop")
 @click.option("--sync-check", is_flag=True, help="count host syncs of the shared loop (CUDA sync debug mode)")
+@click.option("--eval-data", default="digits", show_default=True,
+              help="dataset whose in-training evaluation is timed (its curve protocol); 'none' skips it")
 @click.option("--ref-workers", type=click.IntRange(0), default=2, show_default=True,
               help="DataLoader workers of the reference loop (the example's default is 2)")
 @_switch("channels_last")
@@ -51,7 +55,7 @@ def _switch(name: str):
 @_switch("compile")
 @_switch("fused_optim")
 def speed(variant, size, batch, device, steps, warmup, show_paths, pack, pack_mode, each_variant, no_reference,
-          sync_check, ref_workers, **switches):
+          sync_check, eval_data, ref_workers, **switches):
     """Images/s of the shared loop against the reference DCGAN example loop, with peak memory."""
     import torch
 
@@ -59,7 +63,13 @@ def speed(variant, size, batch, device, steps, warmup, show_paths, pack, pack_mo
     from bench.loop import pick_device
     from bench.speed import measure, reference
 
-    registry.variants.get(variant)  # unknown names fail here with the valid list
+    kinds = registry.variants.get(variant).data_kinds  # unknown names fail here with the valid list
+    if eval_data != "none":  # a missing or unfit dataset fails here, before anything trains
+        data_cls = registry.datasets.get(eval_data)
+        if data_cls.kind not in kinds:
+            raise BenchError(f"--eval-data {eval_data} holds {data_cls.kind}; {variant} trains on "
+                             f"{', '.join(kinds)}: pick such a dataset or --eval-data none")
+        data_cls.check(data_cls.Options(), int(size))
     dev = pick_device(device)
     cuda = dev.type == "cuda"
     steps = steps or (300 if cuda else 6)
@@ -97,6 +107,9 @@ def speed(variant, size, batch, device, steps, warmup, show_paths, pack, pack_mo
         else:
             click.echo(f"host syncs: {shared.syncs} in {warmup + steps} steps ({shared.flushes} flushes, one each)")
 
+    if eval_data != "none":
+        click.echo(_eval_line(measure.measure_eval(variant, eval_data, size, batch, device), shared.sec_per_step))
+
     if show_paths:
         table = []
         for name in measure.FAST_PATHS:
@@ -117,6 +130,21 @@ def speed(variant, size, batch, device, steps, warmup, show_paths, pack, pack_mo
                           _describe(r.paths)))
         click.echo("\nevery image variant, shared loop, settings above:")
         click.echo(_table(["variant", "ms/step", "real images/s", "peak MiB", "what ran"], table))
+
+
+def _eval_line(cost, sec_per_step: float) -> str:
+    """One curve evaluation against training time: the share a default grid run spends evaluating."""
+    head = f"in-training evaluation ({cost.dataset}, {cost.family} features, curve protocol, {cost.n:,} samples"
+    skipped = (f"; skipped here, so not timed: {', '.join(cost.skipped)} (bench eval RUN --metrics "
+               f"{cost.skipped[0]} says why)") if cost.skipped else ""
+    if not cost.metrics:
+        return f"{head}): nothing ran{skipped}"
+    train = cost.run_steps * sec_per_step
+    spent = cost.evals_per_run * cost.seconds
+    return (f"{head}: {', '.join(cost.metrics)}): {cost.seconds:.2f} s each (the first {cost.first_seconds:.2f} s, "
+            f"caching the reference side) = {cost.seconds / sec_per_step:.1f} training steps; a default run "
+            f"({cost.run_steps:,} steps, {cost.evals_per_run} scheduled evaluations) spends "
+            f"{100 * spent / (train + spent):.1f}% of its time evaluating{skipped}")
 
 
 def _describe(paths: dict) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -19,7 +20,7 @@ from typing import Any, Optional
 import torch
 
 from bench import registry
-from bench.config import RunConfig, resolve
+from bench.config import LoopConfig, RunConfig, resolve
 from bench.data import DataSpec, ImageData
 from bench.errors import BenchError
 from bench.loop import pick_device, train_runs
@@ -58,11 +59,11 @@ class LoopResult:
 
 
 def loop_config(variant: str, size: int, batch: int, device: str, steps: int, warmup: int, seed: int,
-                paths: dict[str, bool]) -> RunConfig:
+                paths: dict[str, bool], dataset: Optional[str] = None) -> RunConfig:
     """A run of warmup + steps loop steps, flushing every `warmup` steps, evaluation off."""
     images = [n for n in registry.datasets.names() if registry.datasets.get(n).kind == "images"]
     total = warmup + steps
-    raw = {"variant": variant, "dataset": images[0],  # a placeholder: the loop gets the synthetic images
+    raw = {"variant": variant, "dataset": dataset or images[0],  # placeholder: the loop gets synthetic images
            "image_size": size, "batch_size": batch, "steps": total, "log_every": warmup,
            "ckpt_every": warmup * math.ceil(total / warmup), "eval_every": -1, "sample_every": 0,
            "seed": seed, "device": device, **paths}
@@ -114,3 +115,43 @@ def measure_loop(variant: str, images: torch.Tensor, labels: torch.Tensor, batch
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else 0
     return LoopResult(variant, seeds, seeds * per_step * n / seconds, seconds / n, peak,
                       status.get("fast_paths", {}), syncs[0], n, len(windows))
+
+
+@dataclass
+class EvalCost:
+    dataset: str
+    family: str  # which feature space the curve uses: domain (built-in judge), natural (Inception), points
+    n: int  # generated samples per curve evaluation
+    seconds: float  # one curve evaluation, reference statistics already cached
+    first_seconds: float  # the first one, which also extracts and caches the reference statistics
+    metrics: list[str]  # values it wrote
+    skipped: list[str]  # curve metrics that could not run here (no Inception weights offline, say)
+    evals_per_run: int  # curve evaluations of a run of `run_steps` with the auto schedule
+    run_steps: int
+
+
+def measure_eval(variant: str, dataset: str, size: int, batch: int, device: str) -> EvalCost:
+    """Time of one in-training (curve) evaluation of a fresh G on `dataset`, as a run's Evaluator does it."""
+    from bench.evaluation import eval_steps
+    from bench.metrics.context import EvalContext
+    from bench.metrics.suite import CURVE, run_protocol, selected
+
+    config = loop_config(variant, size, batch, device, 1, 1, 0, {}, dataset=dataset)
+    dev = pick_device(device)
+    data = registry.datasets.get(dataset).load(config.data, size, dev)
+    model = registry.variants.get(variant)(config.options, data.spec)
+    G, _ = model.build()
+    ctx = EvalContext(config, data, model, dev)
+    n = config.loop.eval_n or None
+    times, ran = [], {}
+    for _ in range(2):  # the first pass fits and caches the reference side; training pays it once per run
+        t0 = time.perf_counter()
+        values = run_protocol(ctx, G.to(dev), CURVE, n=n, timings=ran)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        times.append(time.perf_counter() - t0)
+    defaults = LoopConfig()  # a grid run's schedule: the default steps, auto evaluation
+    counts = [v.params["n_gen"] for v in values if "n_gen" in v.params]
+    return EvalCost(dataset, ctx.family, int(max(counts, default=n or 0)), times[1], times[0],
+                    sorted({v.name for v in values}), [m.name for m in selected(ctx, CURVE) if m.name not in ran],
+                    len(eval_steps(defaults)), defaults.steps)
