@@ -170,8 +170,9 @@ def train_runs(runs: list[RunDir], configs: list[RunConfig], progress: Optional[
 
 @contextlib.contextmanager
 def frozen(net: torch.nn.Module):
-    """The net not being updated, without gradients: backward then skips its weight gradients (about a
-    third of D's backward in G's step), which would be thrown away by its next zero_grad anyway."""
+    """The net not being updated, without gradients: backward skips its weight gradients, which its next
+    zero_grad would throw away. Freezing D in G's step saves about half of D's backward there; freezing
+    G in D's step saves nothing where a variant draws its fakes under no_grad, and guards one that doesn't."""
     trainable = [p for p in net.parameters() if p.requires_grad]
     for p in trainable:
         p.requires_grad_(False)

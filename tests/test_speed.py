@@ -54,8 +54,15 @@ def test_bench_speed_prints_both_loops_their_ratio_and_the_path_table(bench_cli,
         assert f"\n{path}" in out
     evaluation = next(line for line in out.splitlines() if line.startswith("in-training evaluation"))
     assert "(digits, domain features, curve protocol, 2,000 samples: fd," in evaluation
+    assert "a run of 2,000 steps at this size and batch with the auto schedule (17 evaluations)" in evaluation
+    # The share follows from the printed figures: 16 evaluations at the steady cost plus the first one,
+    # against 2,000 steps at the shared loop's ms/step.
+    ms_per_step = float(next(line for line in out.splitlines() if line.startswith("shared loop")).split()[3])
+    each = float(evaluation.split("): ")[1].split(" s each")[0])
+    first = float(evaluation.split("(the first ")[1].split(" s,")[0])
+    spent = first + 16 * each
     share = float(evaluation.split("spends ")[1].split("%")[0])
-    assert 0 < share < 100 and "2,000 steps, 17 scheduled evaluations" in evaluation
+    assert share == pytest.approx(100 * spent / (spent + 2000 * ms_per_step / 1e3), abs=0.06 + 0.02 * share)
     code, _, err = bench_cli("speed", "--variant", "nope", "--device", "cpu")
     assert code == 2 and "unknown variant 'nope'" in err
     code, _, err = bench_cli("speed", "--device", "cpu", "--eval-data", "ring8")

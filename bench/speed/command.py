@@ -14,8 +14,9 @@ import click
 from bench.errors import BenchError
 
 # Fast paths `bench speed` turns on per device type unless a flag says otherwise (grid runs set them
-# as loop keys; README, Speed). On CPU bf16 autocast is 12x slower (no bf16 units), channels_last (1.07x) is within
-# the noise, and compile (1.16x) costs a C++ build per process that short runs do not earn back.
+# as loop keys; README, Speed). On CPU bf16 autocast is 12x slower (no bf16 units); channels_last (1.07x) and
+# compile (1.16x) are within this machine's run-to-run noise (fused Adam, a no-op on CPU, read 1.13x), and
+# compile costs a C++ build per process that short runs do not earn back.
 SPEED_DEFAULTS = {
     "cuda": {"channels_last": True, "amp": True, "compile": True, "fused_optim": True},
     "cpu": {"channels_last": False, "amp": False, "compile": False, "fused_optim": False},
@@ -140,11 +141,12 @@ def _eval_line(cost, sec_per_step: float) -> str:
     if not cost.metrics:
         return f"{head}): nothing ran{skipped}"
     train = cost.run_steps * sec_per_step
-    spent = cost.evals_per_run * cost.seconds
+    spent = cost.first_seconds + (cost.evals_per_run - 1) * cost.seconds
     return (f"{head}: {', '.join(cost.metrics)}): {cost.seconds:.2f} s each (the first {cost.first_seconds:.2f} s, "
-            f"caching the reference side) = {cost.seconds / sec_per_step:.1f} training steps; a default run "
-            f"({cost.run_steps:,} steps, {cost.evals_per_run} scheduled evaluations) spends "
-            f"{100 * spent / (train + spent):.1f}% of its time evaluating{skipped}")
+            f"caching the reference side) = {cost.seconds / sec_per_step:.1f} training steps; a run of "
+            f"{cost.run_steps:,} steps at this size and batch with the auto schedule ({cost.evals_per_run} "
+            f"evaluations) spends {100 * spent / (train + spent):.1f}% of its time in them (the final "
+            f"evaluation, full protocol after training, is not counted){skipped}")
 
 
 def _describe(paths: dict) -> str:
