@@ -27,7 +27,8 @@ STYLE = {"text.parse_math": False, "figure.dpi": 100, "savefig.dpi": 100, "axes.
          "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 7}
 BAND_RESAMPLES = 1_000
 BAND_SEED = 0
-FIGURE_VERSION = "2"  # bump when a drawing changes, so cached files are redrawn
+OUTCOME_COLOURS = {"ok": "#1f77b4", "collapsed": "#d62728", "diverged": "black"}
+FIGURE_VERSION = "3"  # bump when a drawing changes, so cached files are redrawn
 
 
 def _key(kind: str, frame: pd.DataFrame, *extra) -> str:
@@ -162,28 +163,34 @@ def final_figure(out_dir: Path, scores: pd.DataFrame, title: str, higher: bool |
     """Per-seed final scores per configuration: box plot with every seed as a point, coloured by outcome.
 
     scores: config, run_id, value, outcome (ok / collapsed / diverged). Non-finite values are not drawn.
+    Plain matplotlib: a report draws one of these per metric column, and seaborn's categorical plots
+    took twice as long for the same picture.
     """
     frame = scores[["config", "run_id", "value", "outcome"]].astype({"run_id": str})
     finite = frame[np.isfinite(frame["value"].to_numpy(float))]
-    order = list(dict.fromkeys(frame["config"]))  # the caller's order: panel by panel
+    order = list(dict.fromkeys(frame["config"]))  # the caller's order, drawn top to bottom
+    row = {c: i for i, c in enumerate(order)}
 
     def draw():
         fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * len(order)))
-        if not finite.empty:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="vert: bool", category=DeprecationWarning)  # seaborn 0.13
-                sns.boxplot(data=finite, x="value", y="config", order=order, color="#e8eef7", fliersize=0, ax=ax,
-                            linewidth=0.8)
-            sns.stripplot(data=finite, x="value", y="config", order=order, hue="outcome",
-                          hue_order=["ok", "collapsed", "diverged"],
-                          palette={"ok": "#1f77b4", "collapsed": "#d62728", "diverged": "black"},
-                          size=4, jitter=0.15, ax=ax)
+        groups = [(row[c], g["value"].to_numpy(float)) for c, g in finite.groupby("config", sort=False)]
+        if groups:
+            ax.boxplot([v for _, v in groups], positions=[i for i, _ in groups], orientation="horizontal",
+                       widths=0.6, showfliers=False, patch_artist=True, manage_ticks=False,
+                       boxprops={"facecolor": "#e8eef7", "linewidth": 0.8}, whiskerprops={"linewidth": 0.8},
+                       capprops={"linewidth": 0.8}, medianprops={"color": "#444444", "linewidth": 0.8})
+            jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(finite))
+            y = finite["config"].map(row).to_numpy(float) + jitter
+            for outcome, colour in OUTCOME_COLOURS.items():
+                mine = (finite["outcome"] == outcome).to_numpy()
+                ax.scatter(finite["value"].to_numpy(float)[mine], y[mine], s=16, color=colour, label=outcome,
+                           zorder=3, linewidths=0)
             ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, title="run")
         dropped = len(frame) - len(finite)
         arrow = "" if higher is None else (" (higher is better)" if higher else " (lower is better)")
         ax.set_xlabel("value" + arrow + (f"; {dropped} non-finite not drawn" if dropped else ""))
-        ax.set_ylabel("")
         ax.set_yticks(range(len(order)), [_wrap(c, 60) for c in order])
+        ax.set_ylim(len(order) - 0.5, -0.5)  # first configuration on top
         ax.set_title(_wrap(title, 90))
         ax.grid(axis="x", alpha=0.3)
         return fig
