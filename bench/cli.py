@@ -167,7 +167,7 @@ def status(grids, sets, smoke, watch, results):
 
 cli.add_command(status, name="list")
 cli.add_command(data_commands)  # bench data fetch NAME
-from bench.metrics.command import eval_command  # noqa: E402  (click only; no torch at import)
+from bench.eval_command import eval_command  # noqa: E402  (click only; no torch at import)
 cli.add_command(eval_command)  # bench eval RUN_DIR|GRID [--metrics a,b] [--n N] [--checkpoint final|best|all]
 from bench.report.command import report as report_command  # noqa: E402  (click only; no pandas at import)
 cli.add_command(report_command)  # bench report [GRID_NAME|RESULTS_DIR]...

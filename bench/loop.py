@@ -14,16 +14,15 @@ actually ran is written to status.json as `fast_paths`.
 from __future__ import annotations
 
 import contextlib
-import random
 import time
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 
 from bench import checkpoint, packed, registry
 from bench.config import RunConfig
 from bench.data import DeviceData
+from bench.device import pick_device, seed_everything
 from bench.errors import BenchError
 from bench.evaluation import Evaluator
 from bench.runs import RunDir
@@ -32,21 +31,6 @@ from bench.variant import Batch
 
 Progress = Callable[[int, int], None]  # (steps done, steps total), called at flushes
 COMPILE_BACKEND = "inductor"  # tests on CPU use "aot_eager": the same graph capture, no C++ build
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from bench.errors import BenchError
-        raise BenchError(f"device {name!r} asked for but CUDA is not available; use --set device=cpu")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
 
 
 def train(run: RunDir, config: RunConfig, progress: Optional[Progress] = None, *,

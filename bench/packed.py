@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from bench import checkpoint
+from bench.device import seed_everything
 from bench.errors import BenchError
 from bench.variant import Batch
 
@@ -238,8 +239,6 @@ class Pack:
     """K members of one variant; to the loop it is both the variant (losses, z, optimizers) and the nets."""
 
     def __init__(self, variant, seeds: list[int], data, device: torch.device, mode: str = "auto"):
-        from bench.loop import seed_everything
-
         if mode not in MODES:
             raise BenchError(f"pack mode {mode!r} is not one of {', '.join(MODES)}")
         self.inner, self.seeds, self.size = variant, list(seeds), len(seeds)

@@ -1,5 +1,7 @@
 """`bench eval`: the full protocol on saved checkpoints, by the same code the grid runner calls.
 
+A command, so it lives beside the CLI, above bench/evaluation.py and bench/metrics/ that it calls.
+
 Click only at import, so `bench --help` never loads torch. Values are appended to each run's
 metrics.jsonl as kind "final" / "best" records; running it again appends again, and readers take
 the last record per (name, kind, label, step).
@@ -76,8 +78,8 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights):
 
     from bench import checkpoint, registry
     from bench.config import resolve
+    from bench.device import pick_device
     from bench.evaluation import evaluate_final
-    from bench.loop import pick_device
     from bench.metrics import suite  # noqa: F401  (registers the metrics)
     from bench.metrics.context import EvalContext
     from bench.runs import RunDir
