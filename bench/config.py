@@ -19,10 +19,9 @@ import yaml
 
 from bench import registry
 from bench.errors import BenchError
+from bench.identity import DATA_IDENTITY, NOT_HASHED, run_id
 
 DATA_PREFIX = "data."
-# Keys that say where or how fast a run executes, not what it computes: left out of the run id.
-NOT_HASHED = {"device", "data.root", "compile", "fused_optim"}
 IMAGE_SIZES = (8, 16, 32, 64, 128)
 _GRID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -62,6 +61,9 @@ class RunConfig:
     loop: LoopConfig
     options: Any  # the variant's Config instance
     data: Any  # the dataset's Options instance
+    # Content fingerprint of file data, filled in by grid.resolve_all (bench/identity.py); "" for
+    # built-in data, whose name and options already say what it is.
+    data_identity: str = ""
 
     def flat(self) -> dict[str, Any]:
         """The canonical flat mapping, as written to config.yaml and hashed into the run id."""
@@ -69,12 +71,12 @@ class RunConfig:
         out.update(_plain(dataclasses.asdict(self.loop)))
         out.update(_plain(dataclasses.asdict(self.options)))
         out.update({DATA_PREFIX + k: v for k, v in _plain(dataclasses.asdict(self.data)).items()})
+        if self.data_identity:
+            out[DATA_IDENTITY] = self.data_identity
         return out
 
     @property
     def run_id(self) -> str:
-        from bench.runs import run_id
-
         return run_id(self.flat())
 
 
@@ -90,6 +92,9 @@ def resolve(raw: dict[str, Any], where: str = "config") -> RunConfig:
         if not isinstance(raw.get(key), str):
             raise BenchError(f"{where}: missing '{key}'; set it in base, grid or with --set {key}=NAME")
     variant_name, dataset_name = raw.pop("variant"), raw.pop("dataset")
+    identity = raw.pop(DATA_IDENTITY, "")  # written by the harness into config.yaml, never by a user
+    if not isinstance(identity, str) or not re.fullmatch(r"[0-9a-f]{0,64}", identity):
+        raise BenchError(f"{where}: '{DATA_IDENTITY}' must be a hex fingerprint; delete the run folder to retrain")
     variant = registry.variants.get(variant_name)
     dataset = registry.datasets.get(dataset_name)
     raw = _apply_scopes(raw, variant_name, where)
@@ -113,7 +118,7 @@ def resolve(raw: dict[str, Any], where: str = "config") -> RunConfig:
             raise BenchError(f"{where}: variant '{variant_name}' has no key '{key}'; valid keys: {valid}")
     try:
         config = RunConfig(variant_name, dataset_name, LoopConfig(**loop_kw),
-                           variant.Config(**option_kw), dataset.Options(**data_kw))
+                           variant.Config(**option_kw), dataset.Options(**data_kw), identity)
     except ValueError as exc:  # a dataclass __post_init__ rejecting a combination of values
         raise BenchError(f"{where}: {exc}") from None
     _check_loop(config.loop, where)

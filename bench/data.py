@@ -125,6 +125,13 @@ class Dataset(ABC):
         """Raise BenchError if the data cannot be loaded (missing folder...). Runs before any training."""
 
     @classmethod
+    def identity(cls, options: DataOptions, image_size: int) -> str:
+        """A fingerprint of what the data is, beyond its name and options; "" when those say it all.
+
+        File datasets return their content fingerprint, which enters the run id (bench/identity.py)."""
+        return ""
+
+    @classmethod
     @abstractmethod
     def load(cls, options: DataOptions, image_size: int, device: torch.device) -> DeviceData:
         """The dataset on `device`, with its spec and recorded info."""

@@ -23,6 +23,8 @@ STALE_S = float(os.environ.get("BENCH_LOCK_STALE_S", 60))
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:  # os.kill(0 or -1, 0) asks about process groups, not a holder
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -33,16 +35,28 @@ def _pid_alive(pid: int) -> bool:
 
 
 def read_lock(path: Path) -> Optional[dict]:
+    """The claim in `path` with its age, None when there is none. A file whose content cannot be
+    read (a kill between creating and writing it) is a claim of unknown holder: `unreadable`."""
     try:
-        info = json.loads(path.read_text())
-        info["age_s"] = time.time() - path.stat().st_mtime
-        return info
-    except (FileNotFoundError, json.JSONDecodeError, OSError):
+        age = time.time() - path.stat().st_mtime
+        raw = path.read_bytes()
+    except FileNotFoundError:
         return None
+    except OSError:
+        return {"unreadable": True, "age_s": 0.0}
+    try:
+        info = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        info = None
+    if not isinstance(info, dict) or not isinstance(info.get("pid", -1), int) or isinstance(info.get("pid"), bool):
+        return {"unreadable": True, "age_s": age}
+    return {**info, "age_s": age}
 
 
 def is_stale(info: dict) -> bool:
-    if info.get("host") == socket.gethostname() and not _pid_alive(int(info.get("pid", -1))):
+    """A holder that is a dead process on this host, or a heartbeat older than STALE_S. An unreadable
+    claim has no holder to ask, so only its age counts."""
+    if not info.get("unreadable") and info.get("host") == socket.gethostname() and not _pid_alive(info.get("pid", -1)):
         return True
     return info.get("age_s", 0.0) > STALE_S
 

@@ -1,7 +1,8 @@
 """`bench status`: a grid's runs by state, with step, rate, ETA and the error of failed runs.
 
-Reads run folders only (config.yaml, status.json, lock.json): no torch, so it is instant and works
-on a copy of results/ without the training stack.
+Reads run folders only, through bench/runs.py's validated reader (config.yaml, status.json) and
+lock.json: no torch, so it is instant and works on a copy of results/ without the training stack.
+A folder whose files cannot be read is listed as damaged, with the file and the fix.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
 from bench.locks import is_stale, read_lock
+from bench.runs import DAMAGED, RunDir
 
-ORDER = ("running", "stalled", "queued", "failed", "diverged", "done")
+ORDER = ("running", "stalled", "queued", "damaged", "failed", "diverged", "done")
 
 
 @dataclass
@@ -24,9 +24,12 @@ class RunRow:
     config: dict
     status: dict
     lock: Optional[dict]
+    damage: str = ""  # why a file of the run folder could not be read (bench/runs.py Damaged)
 
     @property
     def state(self) -> str:
+        if self.damage:
+            return DAMAGED
         state = self.status.get("state", "queued")
         if state == "running" and (self.lock is None or is_stale(self.lock)):
             return "stalled"  # its process died: the next `bench run` resumes it
@@ -34,7 +37,8 @@ class RunRow:
 
     @property
     def steps(self) -> int:
-        return int(self.config.get("steps") or self.status.get("steps") or 0)
+        steps = self.config.get("steps") or self.status.get("steps") or 0
+        return steps if isinstance(steps, int) and not isinstance(steps, bool) else 0
 
     @property
     def step(self) -> int:
@@ -56,14 +60,13 @@ def read_rows(run_paths: list[Path], configs: Optional[list[dict]] = None) -> li
     """Rows for run folders; `configs` stands in for config.yaml of runs not created yet."""
     rows = []
     for i, path in enumerate(run_paths):
-        try:
-            config = yaml.safe_load((path / "config.yaml").read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            config = configs[i] if configs else {}
-        from bench.runs import RunDir
-
-        status = RunDir(path.parent.parent, path.parent.name, path.name).status()
-        rows.append(RunRow(path.name, config, status, read_lock(path / "lock.json")))
+        planned = configs[i] if configs else {}
+        if not (path / "config.yaml").exists():  # not created yet, or being created right now
+            rows.append(RunRow(path.name, planned, {"state": "queued"}, None))
+            continue
+        view = RunDir(path.parent.parent, path.parent.name, path.name).inspect()
+        damage = str(view.damage) if view.damage else ""
+        rows.append(RunRow(path.name, view.config or planned, view.status, read_lock(path / "lock.json"), damage))
     return rows
 
 
@@ -88,6 +91,8 @@ def render(rows: list[RunRow], title: str) -> str:
     for row in rows:
         if row.state == "failed":
             lines.append(f"failed {row.run_id}: {row.status.get('reason', '(no reason recorded)')}")
+        elif row.state == DAMAGED:
+            lines.append(f"damaged {row.run_id}: {row.damage}")
     return "\n".join(lines)
 
 

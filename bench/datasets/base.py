@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from bench.data import DataOptions, DataSpec, Dataset, ImageData
-from bench.datasets.cache import Cached, Source, load_or_build
-from bench.datasets.files import data_root
+from bench.datasets.cache import Cached, Source, fingerprint, load_or_build
+from bench.datasets.files import data_root, file_digests
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,12 @@ class FileDataset(Dataset):
     @classmethod
     def check(cls, options: FileOptions, image_size: int) -> None:
         cls.source(options, image_size)
+
+    @classmethod
+    def identity(cls, options: FileOptions, image_size: int) -> str:
+        """The cache's content fingerprint: same bytes at any path, same identity."""
+        source = cls.source(options, image_size)
+        return fingerprint(source, file_digests(source.root, source.hashed))
 
     @classmethod
     def load(cls, options: FileOptions, image_size: int, device: torch.device) -> ImageData:

@@ -1,7 +1,7 @@
 """Run folders to tidy pandas tables: one row per run, one row per recorded value.
 
 A configuration is a run's resolved config without its seed (and without keys that do not change
-results, bench.config.NOT_HASHED): seeds of one configuration are the samples the statistics pool.
+results, bench.identity.NOT_HASHED): seeds of one configuration are the samples the statistics pool.
 A metric column is keyed by (name, label, kind, protocol); the protocol key leaves out only the
 fields that identify the run rather than the measurement (training seed, step), so two protocols
 never share a column while the seeds of one protocol do.
@@ -12,23 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from bench.config import NOT_HASHED
 from bench.errors import BenchError
-from bench.runs import save_atomic
+from bench.identity import NOT_CONFIG, config_id
+from bench.runs import FINISHED, Damaged, RunDir, save_atomic, write_atomic
 
 RUN_FIELDS = ("seed", "step")  # in a record's protocol, but they name the run, not the method
-NOT_CONFIG = {"seed", *NOT_HASHED}
-FINISHED = ("done", "diverged")
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader: 1,000 configs in well under a second
 
 
 @dataclass
@@ -44,6 +40,9 @@ class GridData:
     varying: list[str] = field(default_factory=list)  # config keys that differ between configurations
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # config id -> config without seed
     grid_text: str = ""
+    # run folders whose files could not be read (bench/runs.py Damaged): run id -> the file, problem and fix.
+    # They are in no table: a report lists them instead of dropping them in silence.
+    damaged: dict[str, str] = field(default_factory=dict)
 
 
 def find_grids(targets: Iterable[str], results: Path) -> list[Path]:
@@ -77,26 +76,36 @@ def _is_grid(path: Path) -> bool:
 
 
 def load_grid(path: Path) -> GridData:
-    """Read every run folder of one grid into a runs table and a records table."""
+    """Read every run folder of one grid, through the run store's validated reader, into tables."""
     path = Path(path)
     run_dirs = sorted(p for p in path.iterdir() if (p / "config.yaml").is_file())
     if not run_dirs:
         raise BenchError(f"{path} holds no run folders (results/<grid>/<run id>/config.yaml); nothing to report")
-    configs, statuses, objs, owners = [], [], [], []
+    kept, configs, statuses, objs, owners, damaged = [], [], [], [], [], {}
     protocols: dict[str, dict] = {}
     for run_dir in run_dirs:
-        configs.append(_read_config(run_dir))
-        statuses.append(_read_status(run_dir))
-        got = _read_records(run_dir, protocols)
+        run = RunDir(path.parent, path.name, run_dir.name)
+        try:
+            config, status, records = run.read_config(), run.status(), run.read_metrics()
+        except Damaged as exc:
+            damaged[run.id] = str(exc)
+            continue
+        kept.append(run_dir)
+        configs.append(config)
+        statuses.append(status)
+        got = _with_protocol_keys(records, protocols)
         objs.extend(got)
         owners.extend([run_dir.name] * len(got))
-    runs = _runs_table(run_dirs, configs, statuses)
+    if not kept:
+        raise BenchError(f"every run folder under {path} is damaged, e.g. {next(iter(damaged.values()))}")
+    runs = _runs_table(kept, configs, statuses)
     records = _records_table(objs, owners, runs["run_id"])
     records, table = _key_columns(records)
     grid_file = path / "grid.yaml"
     by_id = {config_id(c): {k: v for k, v in c.items() if k not in NOT_CONFIG} for c in configs}
     return GridData(path.name, path, runs, records, table, protocols, _varying(configs), by_id,
-                    grid_file.read_text(encoding="utf-8", errors="replace") if grid_file.is_file() else "")
+                    grid_file.read_text(encoding="utf-8", errors="replace") if grid_file.is_file() else "",
+                    damaged)
 
 
 KIND_ORDER = {"final": 0, "best": 1, "curve": 2}  # the final checkpoint leads (PROTOCOLS 0.3)
@@ -125,7 +134,8 @@ def _key_columns(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return records, table.drop(columns="rank")
 
 
-CACHE_VERSION = "1"  # bump when the tables built here change shape
+CACHE_VERSION = "2"  # bump when the tables built here change shape
+_FRAMES = ("runs", "records", "columns")
 
 
 def signature(path: Path) -> str:
@@ -142,62 +152,66 @@ def signature(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_grid_cached(path: Path, cache_file: Path | None) -> tuple[GridData, str]:
-    """load_grid, reusing a pickle of the tables when no run file changed since it was written.
+def load_grid_cached(path: Path, cache_dir: Path | None) -> tuple[GridData, str]:
+    """load_grid, reusing the tables cached in `cache_dir` when no run file changed since.
 
-    Parsing a thousand metrics.jsonl files is most of a report's time; a report folder keeps its own
-    cache, written by us, so loading it back is safe. Returns the data and the signature.
-    """
+    Parsing a thousand metrics.jsonl files is most of a report's time. The cache holds data only,
+    never code: the tables as Parquet, the rest as JSON, and a manifest with the run files'
+    signature and the SHA-256 of each cached file, checked before anything is read back, so a
+    torn or edited cache is rebuilt rather than trusted. Returns the data and the signature."""
     sig = signature(Path(path))
-    if cache_file is not None and cache_file.is_file():
-        try:
-            with open(cache_file, "rb") as f:
-                saved_sig, data = pickle.load(f)
-            if saved_sig == sig:
-                return data, sig
-        except Exception:  # an old or torn cache is just rebuilt
-            pass
+    if cache_dir is not None:
+        cached = _read_cache(Path(cache_dir), sig)
+        if cached is not None:
+            cached.path = Path(path)
+            return cached, sig
     data = load_grid(path)
-    if cache_file is not None:
-        save_atomic(cache_file, lambda tmp: Path(tmp).write_bytes(pickle.dumps((sig, data), protocol=pickle.HIGHEST_PROTOCOL)))
+    if cache_dir is not None:
+        _write_cache(Path(cache_dir), sig, data)
     return data, sig
 
 
-def _read_config(run_dir: Path) -> dict[str, Any]:
+def _write_cache(folder: Path, sig: str, data: GridData) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    digests = {}
     try:
-        data = yaml.load((run_dir / "config.yaml").read_text(encoding="utf-8"), Loader=_Loader)
-    except (OSError, yaml.YAMLError) as exc:
-        raise BenchError(f"{run_dir}/config.yaml unreadable ({exc}); delete that run folder or fix the file") from None
-    if not isinstance(data, dict):
-        raise BenchError(f"{run_dir}/config.yaml is not a mapping; delete that run folder or fix the file")
-    return data
+        for name in _FRAMES:
+            target = folder / f"{name}.parquet"
+            save_atomic(target, lambda tmp, f=getattr(data, name): f.to_parquet(tmp, index=False))
+            digests[target.name] = _sha256(target)
+    except (ValueError, TypeError, ImportError, OSError) as exc:  # e.g. a column mixing text and numbers
+        print(f"report cache not written ({type(exc).__name__}); the next report reads the runs again",
+              file=sys.stderr)
+        return
+    rest = {"name": data.name, "protocols": data.protocols, "varying": data.varying, "configs": data.configs,
+            "grid_text": data.grid_text, "damaged": data.damaged}
+    write_atomic(folder / "rest.json", json.dumps(rest, default=str))
+    digests["rest.json"] = _sha256(folder / "rest.json")
+    write_atomic(folder / "manifest.json", json.dumps({"version": CACHE_VERSION, "signature": sig, "sha256": digests}))
 
 
-def _read_status(run_dir: Path) -> dict[str, Any]:
+def _read_cache(folder: Path, sig: str) -> GridData | None:
     try:
-        return json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"state": "queued"}
-    except (OSError, json.JSONDecodeError):
-        return {"state": "failed", "reason": "status.json unreadable"}
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.get("version") != CACHE_VERSION or manifest.get("signature") != sig:
+            return None
+        digests = manifest["sha256"]
+        if any(_sha256(folder / name) != digests.get(name) for name in (*(f"{n}.parquet" for n in _FRAMES), "rest.json")):
+            return None
+        frames = {name: pd.read_parquet(folder / f"{name}.parquet") for name in _FRAMES}
+        rest = json.loads((folder / "rest.json").read_text(encoding="utf-8"))
+        return GridData(rest["name"], folder, frames["runs"], frames["records"], frames["columns"], rest["protocols"],
+                        rest["varying"], rest["configs"], rest["grid_text"], rest["damaged"])
+    except Exception:  # noqa: BLE001 - any unreadable cache is just rebuilt from the run folders
+        return None
 
 
-def _read_records(run_dir: Path, protocols: dict[str, dict]) -> list[dict]:
-    """One run's metrics.jsonl as dicts, each protocol replaced by its key; a partial last line is skipped."""
-    file = run_dir / "metrics.jsonl"
-    if not file.is_file():
-        return []
-    lines = [line for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    try:  # one parser call for the whole file; fall back line by line when a writer was killed mid-line
-        objs = json.loads("[" + ",".join(lines) + "]")
-    except json.JSONDecodeError:
-        objs = []
-        for line in lines:
-            try:
-                objs.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    objs = [o for o in objs if isinstance(o, dict)]
+def _sha256(file: Path) -> str:
+    return hashlib.sha256(file.read_bytes()).hexdigest()
+
+
+def _with_protocol_keys(objs: list[dict], protocols: dict[str, dict]) -> list[dict]:
+    """One run's records with each protocol replaced by its key (the same protocol, the same key)."""
     last: dict[Any, tuple[dict, str]] = {}  # a column's previous protocol in this run, usually equal
     for o in objs:
         proto = o.get("protocol")
@@ -253,12 +267,6 @@ def _varying(configs: list[dict]) -> list[str]:
                 seen.setdefault(k, set()).add(_canon(v))
     order = list(dict.fromkeys(k for cfg in configs for k in cfg))
     return [k for k in order if len(seen.get(k, ())) > 1]
-
-
-def config_id(cfg: dict) -> str:
-    """Short hash of the config without seed: runs that share it are seeds of one configuration."""
-    text = _canon({k: v for k, v in cfg.items() if k not in NOT_CONFIG})
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def _plain(value: Any) -> Any:
