@@ -5,8 +5,10 @@ Definitions follow PROTOCOLS.md section 3 (rings and grids) and 4 / 10.5 (digits
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,33 +28,70 @@ def grid_centres(values: list[float]) -> torch.Tensor:
     return torch.tensor([[x, y] for x in values for y in values], dtype=torch.float32)
 
 
+class _Positive:
+    """Mixture sizes must be finite and > 0: a zero std makes every sigma-normalised distance infinite."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in (float, "float") and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"'data.{f.name}' must be a finite number > 0, got {value}")
+
+
+@dataclass(frozen=True)
+class RingOptions(_Positive, DataOptions):
+    radius: float = 1.0  # of the circle the 8 centres sit on (PROTOCOLS 3)
+    std: float = 0.01  # of each component; the "within 3 std" rule uses it
+
+
+@dataclass(frozen=True)
+class GridOptions(_Positive, DataOptions):
+    spacing: float = 2.0  # between neighbouring centres: {-2s, -s, 0, s, 2s}^2
+    std: float = 0.05
+
+
 class _Mixture(Dataset):
+    """Isotropic Gaussians with uniform weights; the geometry comes from the options, so a preset can
+    carry each paper's own radius, spacing and std (Unrolled GAN's ring is radius 2, std 0.02)."""
+
     kind = "points"
-    centres: torch.Tensor
-    std: float
 
     @classmethod
-    def load(cls, options: DataOptions, image_size: int, device: torch.device) -> MixtureData:
+    def geometry(cls, options) -> tuple[torch.Tensor, dict]:
+        """The centres and the protocol facts that place them (radius or spacing)."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, options, image_size: int, device: torch.device) -> MixtureData:
+        centres, placement = cls.geometry(options)
         spec = DataSpec(shape=(2,), num_classes=0)
-        info = {"name": cls.name, "modes": len(cls.centres), "std": cls.std,
-                "sampling": "fresh draw per batch", "fingerprint": _digest(cls.centres.numpy(), cls.std)}
-        return MixtureData(cls.centres, cls.std, spec, info, device)
+        # radius / spacing beside std: the "within 3 std" rule and the mode count mean nothing without both.
+        info = {"name": cls.name, "modes": len(centres), **placement, "std": options.std,
+                "sampling": "fresh draw per batch", "fingerprint": _digest(centres.numpy(), options.std)}
+        return MixtureData(centres, options.std, spec, info, device)
 
 
 @datasets.register("ring8")
 class Ring8(_Mixture):
-    """8 Gaussians on the unit circle, std 0.01 (PacGAN / VEEGAN settings)."""
+    """8 Gaussians on a circle, by default radius 1 and std 0.01 (PacGAN / VEEGAN settings)."""
 
-    centres = ring_centres(8, 1.0)
-    std = 0.01
+    Options = RingOptions
+
+    @classmethod
+    def geometry(cls, options: RingOptions) -> tuple[torch.Tensor, dict]:
+        return ring_centres(8, options.radius), {"radius": options.radius}
 
 
 @datasets.register("grid25")
 class Grid25(_Mixture):
-    """25 Gaussians on {-4,-2,0,2,4}^2, std 0.05."""
+    """25 Gaussians on a 5 x 5 grid, by default {-4,-2,0,2,4}^2 with std 0.05."""
 
-    centres = grid_centres([-4.0, -2.0, 0.0, 2.0, 4.0])
-    std = 0.05
+    Options = GridOptions
+
+    @classmethod
+    def geometry(cls, options: GridOptions) -> tuple[torch.Tensor, dict]:
+        s = options.spacing
+        return grid_centres([-2 * s, -s, 0.0, s, 2 * s]), {"spacing": s}
 
 
 def load_digit_pool() -> tuple[np.ndarray, np.ndarray]:
