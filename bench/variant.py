@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import Literal, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -36,10 +36,12 @@ class GANConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     d_steps: int = 1  # D (critic) updates per loop step: WGAN uses 5
     g_steps: int = 1  # G updates per loop step: "G updated twice" is 2, each with fresh z
+    # Latent prior: N(0, I), or U[-1, 1]^z_dim as in the DCGAN-TensorFlow recipe (PacGAN, TTUR).
+    z_dist: Literal["normal", "uniform"] = "normal"
 
 
 class Variant(ABC):
-    """Base class: Adam for both nets, N(0, I) latents, unconditional generation."""
+    """Base class: Adam for both nets, latents from config.z_dist, unconditional generation."""
 
     Config: type[GANConfig] = GANConfig
     conditional = False  # True when G and D take class labels
@@ -56,6 +58,9 @@ class Variant(ABC):
         """(G, D) for self.spec; D returns one score per sample."""
 
     def sample_z(self, n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
+        """n latents from the configured prior; every caller (loop, evaluation, samples) draws here."""
+        if self.config.z_dist == "uniform":
+            return torch.rand(n, self.config.z_dim, device=device, generator=generator).mul_(2).sub_(1)
         return torch.randn(n, self.config.z_dim, device=device, generator=generator)
 
     def generate(self, G: nn.Module, z: Tensor, y: Tensor | None = None) -> Tensor:
