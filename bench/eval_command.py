@@ -60,9 +60,19 @@ def eval_command(targets, metric_names, n, checkpoint, device, inception_weights
     from bench.metrics.fidelity import Weights
 
     weights = Weights.from_env(inception_weights, vgg16_weights, download_weights)
+    from bench.runs import Damaged
+
     names = [m.strip() for m in metric_names.split(",") if m.strip()] or None
-    for path in _runs(targets, results):
-        records, timings = evaluate_run(path, names, n, checkpoint, device, weights)
+    paths, damaged = _runs(targets, results), 0
+    for path in paths:
+        try:
+            records, timings = evaluate_run(path, names, n, checkpoint, device, weights)
+        except Damaged as exc:
+            if len(paths) == 1:
+                raise
+            click.echo(f"damaged {path.name}: {exc}", err=True)  # the grid's other runs are still evaluated
+            damaged += 1
+            continue
         click.echo(f"{path}: {len(records)} values", err=True)
         for r in records:
             std = f" ± {r['std']:.4g}" if r.get("std") is not None else ""
@@ -70,6 +80,9 @@ def eval_command(targets, metric_names, n, checkpoint, device, inception_weights
             shown = "skipped" if value is None or value != value else f"{value:.6g}"
             click.echo(f"  {r['kind']:5}  step {r['step']:>7}  {r['label']:36}  {shown}{std}")
         click.echo("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()), err=True)
+    if damaged:
+        click.echo(f"{damaged} damaged run(s) not evaluated (see the lines above for the file and the fix)", err=True)
+        raise click.exceptions.Exit(1)
 
 
 def evaluate_run(path: Path, names, n, which: str, device_name: str, weights):
@@ -96,11 +109,10 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights):
     device = pick_device(device_name)
     data = registry.datasets.get(config.dataset).load(config.data, config.loop.image_size, device)
     variant = registry.variants.get(config.variant)(config.options, data.spec)
-    state = checkpoint.load(run.checkpoint_file, device)
+    state = checkpoint.load(run.checkpoint_file, device, fix=checkpoint.RETRAIN)
     with torch.random.fork_rng(devices=[]):
         G, D = variant.build()
-    G.load_state_dict(state["G"])
-    D.load_state_dict(state["D"])
+    checkpoint.load_into(run.checkpoint_file, state, fix=checkpoint.RETRAIN, G=G, D=D)
     G, D = G.to(device), D.to(device)
     ctx = EvalContext(config, data, variant, device, weights)
     timings: dict[str, float] = {}

@@ -223,3 +223,19 @@ def test_report_cache_is_data_not_code(tmp_path, bench_cli):
     (cache / "rest.json").write_text(json.dumps({"name": "evil"}))
     again, _ = load_grid_cached(tmp_path / "results/tiny", cache)
     assert again.name == "tiny"
+
+
+def test_outputs_are_readable_by_others_like_any_file(tmp_path):
+    from bench.runs import save_atomic, write_atomic
+
+    write_atomic(tmp_path / "a.md", "x")
+    save_atomic(tmp_path / "b.png", lambda tmp: Path(tmp).write_bytes(b"png"))
+    expected = 0o666 & ~_current_umask()
+    assert (tmp_path / "a.md").stat().st_mode & 0o777 == expected
+    assert (tmp_path / "b.png").stat().st_mode & 0o777 == expected
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
