@@ -55,7 +55,7 @@ def test_comparison_numbers_match_scipy(tmp_path):
     u = st.mannwhitneyu(VALUES["lsgan"], y, method="exact").statistic
     assert lsgan["effect"] == pytest.approx(2 * u / 15 - 1)
     assert t.loc["variant=dcgan", "note"] == "baseline"
-    assert list(t.index) == ["variant=dcgan", "variant=lsgan", "variant=wgan"]
+    assert list(t.index) == ["variant=dcgan", "variant=wgan", "variant=lsgan"]  # the grid file's order
     assert any("fewer than 5 seeds" in w for w in report.warnings)
 
 
@@ -112,13 +112,14 @@ def test_bundle_axis_baseline_is_its_first_bundle(tmp_path):
     (grid / "grid.yaml").write_text("name: ls\ngrid:\n  labels:\n    - {real_label: 1.0, fake_label: 0.0}\n"
                                     "    - {real_label: 0.9, fake_label: 0.0}\n    - {real_label: 0.9, fake_label: 0.1}\n")
     report = compute(load_grid(grid), Options())
-    assert report.baseline.text == "real_label=1.0, fake_label=0.0"
     t = report.table.set_index("config")
-    assert t.loc["fake_label=0.0, real_label=1.0", "note"] == "baseline"  # labels list keys as config.yaml does
-    assert (t.loc[["fake_label=0.0, real_label=0.9", "fake_label=0.1, real_label=0.9"], "effect"] == 1.0).all()
-    assert list(t.index)[0] == "fake_label=0.0, real_label=1.0"
+    # labels list the keys in the grid file's order (config.yaml sorts them), rows come in its order
+    assert list(t.index) == ["real_label=1.0, fake_label=0.0", "real_label=0.9, fake_label=0.0",
+                             "real_label=0.9, fake_label=0.1"]
+    assert t.loc["real_label=1.0, fake_label=0.0", "note"] == "baseline"
+    assert (t.loc[["real_label=0.9, fake_label=0.0", "real_label=0.9, fake_label=0.1"], "effect"] == 1.0).all()
     pinned = compute(load_grid(grid), Options(baseline=("real_label=0.9", "fake_label=0.1")))
-    assert pinned.table.set_index("config").loc["fake_label=0.0, real_label=1.0", "effect"] == -1.0
+    assert pinned.table.set_index("config").loc["real_label=1.0, fake_label=0.0", "effect"] == -1.0
     with pytest.raises(BenchError, match="at once"):
         compute(load_grid(grid), Options(baseline=("real_label=1.0", "fake_label=0.1")))
 
@@ -153,7 +154,10 @@ def test_planted_runs_found_and_figures_drawn_once(tmp_path):
     # runs k = 1..40: every 7th collapses (5 runs), every 11th that does not collapse diverges (3 runs)
     assert int(report.stability["collapsed"].sum()) == 5 and int(report.stability["diverged"].sum()) == 3
     figs = sorted((out / "figures").glob("*.png"))
-    assert [p.name.split("-")[0] for p in figs] == ["curve", "curve", "final", "loss"]
+    # named after what they show: two curves, the final FD, the losses, the headline curve
+    assert [p.name for p in figs] == ["curve-FD@2k-train-ring8-mlp.png", "curve-modes@2500.png",
+                                      "final-FD@10k-train-ring8-mlp.png", "headline-ring8-FD@2k-train-ring8-mlp.png",
+                                      "losses.png"]
     stamps = [p.stat().st_mtime_ns for p in figs]
     write_report(grid, out, Options(formats=("html",)))
     assert [p.stat().st_mtime_ns for p in sorted((out / "figures").glob("*.png"))] == stamps

@@ -1,62 +1,63 @@
-"""Which configuration every other one is compared with, and in what order configurations appear.
+"""Which configuration every other one is compared with: one baseline per stratum (dataset and
+protocol), never across strata (PROTOCOLS 7.3).
 
-A baseline is one or more KEY=VALUE pairs (several when the grid has a bundle axis such as
-{real_label: 1.0, fake_label: 0.0}). Each configuration is paired with the baseline configuration
-that equals it in every other varying key, so `variant=dcgan` on a variant x dataset grid compares
-wgan on digits with dcgan on digits, never with dcgan on ring8.
+The default is the grid's first configuration in each stratum. `--baseline KEY=VALUE` (repeat for a
+bundle; `AXIS=NAME` for a named bundle value) picks, in each stratum, the one configuration that
+matches; a match of several configurations in one stratum is an error that lists them, because a
+table with two "baseline" rows answers nothing. A stratum where nothing matches has no baseline and
+no tests, and the report says so.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
 import yaml
 
 from bench.errors import BenchError
 from bench.report.load import GridData
+from bench.report.names import View, canon, is_stratum_key, matches, named_value, text
 
-
-def canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+__all__ = ["Baseline", "canon", "parse_baseline", "partners", "config_order", "natural"]
 
 
 @dataclass(frozen=True)
 class Baseline:
-    items: tuple[tuple[str, str], ...]  # (key, canonical JSON of the value)
+    asked: str  # the user's pairs as text, or "" for the default
+    chosen: tuple[tuple[str, str], ...]  # (stratum id, baseline config id) per stratum that has one
 
-    @property
-    def keys(self) -> list[str]:
-        return [k for k, _ in self.items]
+    def of(self, stratum: str) -> str | None:
+        return dict(self.chosen).get(stratum)
 
-    def matches(self, cfg: dict) -> bool:
-        return all(k in cfg and canon(cfg[k]) == v for k, v in self.items)
+    def is_base(self, cid: str) -> bool:
+        return cid in {c for _, c in self.chosen}
 
     @property
     def text(self) -> str:
-        return ", ".join(f"{k}={_plain(v)}" for k, v in self.items)
+        return self.asked or "the grid's first configuration in each stratum"
 
 
-def _plain(value_json: str) -> str:
-    v = json.loads(value_json)
-    return v if isinstance(v, str) else value_json
-
-
-def parse_baseline(texts: Iterable[str] | str | None, data: GridData) -> Baseline | None:
-    """The user's KEY=VALUE pairs checked against the grid; none given picks the default."""
-    texts = [texts] if isinstance(texts, str) else list(texts or [])
-    if not texts:
-        return default_baseline(data)
-    items = []
-    for text in texts:
-        key, sep, raw = text.partition("=")
-        key = key.strip()
+def _pairs(texts: list[str], data: GridData, view: View) -> list:
+    """Each KEY=VALUE as a predicate on a config dict, checked against the grid."""
+    preds = []
+    for item in texts:
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
         if not sep or not key:
-            raise BenchError(f"--baseline {text!r}: expected KEY=VALUE, e.g. variant=dcgan")
+            raise BenchError(f"--baseline {item!r}: expected KEY=VALUE, e.g. variant=dcgan")
+        named = named_value(view, key, raw)
+        if named:
+            preds.append(lambda cfg, vs=named: any(matches(v, cfg) for v in vs))
+            continue
+        if is_stratum_key(key) and key in data.varying:
+            raise BenchError(f"--baseline {item!r}: {key} separates strata (datasets, protocols); a baseline is "
+                             "chosen within each of them, so name a key that varies inside one")
         if key not in data.varying:
-            raise BenchError(f"--baseline {text!r}: {key!r} does not vary in grid {data.name}; "
-                             f"varying keys: {', '.join(data.varying) or '(none)'}")
+            axes = ", ".join(a.name for a in view.axes)
+            raise BenchError(f"--baseline {item!r}: {key!r} does not vary in grid {data.name}; varying keys: "
+                             f"{', '.join(k for k in data.varying if not is_stratum_key(k)) or '(none)'}"
+                             + (f"; axes: {axes}" if axes else ""))
         try:
             value = canon(yaml.safe_load(raw))
         except yaml.YAMLError:
@@ -65,71 +66,57 @@ def parse_baseline(texts: Iterable[str] | str | None, data: GridData) -> Baselin
         if value not in values and canon(raw) in values:
             value = canon(raw)  # a string that YAML would have read as a number or bool
         if value not in values:
-            raise BenchError(f"--baseline {text!r}: no run has {key}={raw}; values in grid {data.name}: "
+            raise BenchError(f"--baseline {item!r}: no run has {key}={raw}; values in grid {data.name}: "
                              + ", ".join(sorted(values)))
-        items.append((key, value))
-    base = Baseline(tuple(items))
-    if not any(base.matches(c) for c in data.configs.values()):
-        raise BenchError(f"--baseline: no configuration has {base.text} at once; pass pairs that occur together")
-    return base
+        preds.append(lambda cfg, k=key, v=value: k in cfg and canon(cfg[k]) == v)
+    return preds
 
 
-def default_baseline(data: GridData) -> Baseline | None:
-    """variant=dcgan when the grid varies the variant (PROTOCOLS 7.3), else the first value of the grid
-    file's first axis (all its keys, for a bundle axis), else the lowest value of the first varying key."""
-    if not data.varying:
-        return None
-    if "variant" in data.varying and any(c.get("variant") == "dcgan" for c in data.configs.values()):
-        return Baseline((("variant", canon("dcgan")),))
-    try:
-        axes = (yaml.safe_load(data.grid_text) or {}).get("grid") or {}
-    except (yaml.YAMLError, AttributeError):
-        axes = {}
-    for axis, values in axes.items() if isinstance(axes, dict) else ():
-        if not isinstance(values, list) or not values:
-            continue
-        first = values[0] if isinstance(values[0], dict) else {str(axis).split(".")[-1]: values[0], axis: values[0]}
-        items = tuple((k, canon(v)) for k, v in first.items() if k in data.varying)
-        if items and any(Baseline(items).matches(c) for c in data.configs.values()):
-            return Baseline(items)
-    key = data.varying[0]
-    lowest = min((c[key] for c in data.configs.values() if key in c), key=natural)
-    return Baseline(((key, canon(lowest)),))
+def parse_baseline(texts: Iterable[str] | str | None, data: GridData, view: View) -> Baseline:
+    """One baseline configuration per stratum: the user's pairs, or the grid's first configuration."""
+    texts = [texts] if isinstance(texts, str) else list(texts or [])
+    strata = list(view.strata)
+    if not texts:
+        return Baseline("", tuple((s, view.in_stratum(s)[0]) for s in strata if view.in_stratum(s)))
+    preds = _pairs(texts, data, view)
+    chosen = []
+    for s in strata:
+        hits = [c for c in view.in_stratum(s) if all(p(data.configs[c]) for p in preds)]
+        if len(hits) > 1:
+            where = f" in {view.strata[s]}" if len(strata) > 1 else ""
+            raise BenchError(f"--baseline {' '.join(texts)} matches {len(hits)} configurations{where}: "
+                             + "; ".join(view.row[c] for c in hits) + "; add KEY=VALUE pairs until one is left")
+        if hits:
+            chosen.append((s, hits[0]))
+    if not chosen:
+        raise BenchError(f"--baseline: no configuration has {', '.join(texts)} at once; pass pairs that occur together")
+    return Baseline(", ".join(texts), tuple(chosen))
 
 
-def partners(data: GridData, baseline: Baseline | None) -> dict[str, tuple[str | None, str]]:
-    """config id -> (its baseline config id or None, note)."""
-    if baseline is None:
-        return {cid: (None, "no baseline") for cid in data.configs}
-    others = [k for k in data.varying if k not in baseline.keys]
-    values = {cid: {k: canon(c[k]) for k in others if k in c} for cid, c in data.configs.items()}
-    bases = [cid for cid, c in data.configs.items() if baseline.matches(c)]
-    out: dict[str, tuple[str | None, str]] = {}
-    for cid, mine in values.items():
-        if cid in bases:
+def partners(view: View, baseline: Baseline | None) -> dict[str, tuple[str | None, str]]:
+    """config id -> (its stratum's baseline config id or None, note)."""
+    out = {}
+    for cid in view.order:
+        base = baseline.of(view.stratum[cid]) if baseline else None
+        if base == cid:
             out[cid] = (None, "baseline")
-            continue
-        match = [b for b in bases if all(v == values[b].get(k, v) for k, v in mine.items())]
-        out[cid] = (match[0], "") if len(match) == 1 else (None, "no baseline match" if not match else "baseline ambiguous")
+        else:
+            out[cid] = (base, "" if base else "no baseline in this stratum")
     return out
 
 
-def config_order(data: GridData, baseline: Baseline | None) -> list[str]:
-    """Config ids grouped by the non-baseline keys (natural order), the baseline first in each group:
-    every block of table rows, like every figure panel, reads as one ablation."""
-    keys = baseline.keys if baseline else []
-
-    def key(cid):
-        cfg = data.configs[cid]
-        others = tuple(natural(cfg[k]) for k in data.varying if k in cfg and k not in keys)
-        own = tuple(natural(cfg.get(k)) for k in keys)
-        return others, not (baseline and baseline.matches(cfg)), own
-
-    return sorted(data.configs, key=key)
+def config_order(view: View, baseline: Baseline | None) -> list[str]:
+    """Strata in grid order; in each, its baseline first, then the rest in the grid's order."""
+    out = []
+    for s in view.strata:
+        ids = view.in_stratum(s)
+        base = baseline.of(s) if baseline else None
+        out += ([base] if base in ids else []) + [c for c in ids if c != base]
+    return out
 
 
 def natural(value) -> tuple:
     """Sort key: numbers by value before text, so lr=1e-4 comes before lr=2e-4 and 10 after 9."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (0, float(value), "")
-    return (1, 0.0, value if isinstance(value, str) else canon(value))
+    return (1, 0.0, text(value))

@@ -6,21 +6,23 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.report import figures, stats
+from bench.report import figures, headline, stats, visuals
+from bench.report.baseline import config_order, parse_baseline
 from bench.report.load import GridData, load_grid_cached, sample_files
 from bench.report.model import KIND_TITLE, Figure, Report, Sample
+from bench.report.names import build_view, grid_base
 from bench.report.render import render_html
-from bench.report.stability import Thresholds, curve_summaries, run_stability
-from bench.report.baseline import canon, config_order, parse_baseline
+from bench.report.stability import Thresholds, curve_summaries, detect
 from bench.report.summary import comparison, run_scores
-from bench.report.text import csv_frames, render_latex, render_markdown
+from bench.report.render_headline import render_headline_tex
+from bench.report.text import csv_frames, render_latex, render_markdown, tex_escape
 from bench.runs import save_atomic, write_atomic
 
 FORMATS = ("html", "md", "csv", "tex")
@@ -48,14 +50,34 @@ def compute(data: GridData, options: Options) -> Report:
     """All numbers of the report, no files."""
     if options.test not in stats.TESTS:
         raise BenchError(f"--test {options.test!r}: choose from {', '.join(stats.TESTS)}")
-    baseline = parse_baseline(options.baseline, data)
+    view = build_view(data.configs, data.varying, data.grid_text)
+    runs = data.runs.copy()
+    runs["config"] = runs["config_id"].map(view.label)  # the grid's own words
+    data = replace(data, runs=runs, records=headline.fill_no_hq(data.records, data.protocols))
+    baseline = parse_baseline(options.baseline, data, view)
     curves = curve_summaries(data.records, data.columns)
-    stability = run_stability(data.runs, data.records, data.columns, options.thresholds)
-    table = comparison(data, run_scores(data, curves), stability, baseline, options.test)
-    report = Report(data, baseline, options.test, options.thresholds, stability, table)
+    found = detect(data.runs, data.records, data.columns, options.thresholds, data.protocols)
+    scores = run_scores(data, curves)
+    heads = headline.select(data, view, scores)
+    table = comparison(data, scores, found.runs, baseline, view, headline.family_columns(heads), options.test)
+    headline.fill(heads, table, scores, data, view, config_order(view, baseline), baseline, options.test)
+    report = Report(data, baseline, options.test, options.thresholds, found.runs, table, view=view,
+                    headlines=heads, scores=scores, rule_counts=found.counts(), training=training(data))
     report.warnings = warnings(report)
-    report.versions = versions()
+    report.versions = versions(data)
     return report
+
+
+def training(data: GridData) -> dict:
+    """Steps actually trained beside what the grid file asks, and whether this is a smoke run."""
+    runs = data.runs
+    steps = pd.to_numeric(runs.get("cfg.steps", pd.Series(dtype=float)), errors="coerce").dropna()
+    done = pd.to_numeric(runs["status_step"], errors="coerce").dropna()
+    asked = grid_base(data.grid_text).get("steps")
+    trained = sorted({int(s) for s in steps})
+    smoke = data.name.endswith("-smoke") or (isinstance(asked, int) and bool(trained) and max(trained) < asked)
+    return {"smoke": smoke, "steps": trained, "grid_steps": asked,
+            "reached": (int(done.min()), int(done.max())) if len(done) else None}
 
 
 def warnings(report: Report) -> list[str]:
@@ -86,9 +108,20 @@ def warnings(report: Report) -> list[str]:
     return out
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("gan-bench", "numpy", "pandas", "scipy", "matplotlib", "seaborn"):
+def versions(data: GridData | None = None) -> dict[str, str]:
+    """What the runs recorded (their protocols' library fields), then what is installed here.
+
+    Installed versions come from package metadata: reading torch's version must not import torch."""
+    out = {}
+    if data is not None:
+        libs = sorted({str(p.get("library")) for p in data.protocols.values() if p.get("library")})
+        for lib in libs:
+            name, _, ver = lib.partition("==")
+            out.setdefault(f"{name} (runs)", []).append(ver or lib)
+        out = {k: ", ".join(v) for k, v in out.items()}
+    out["python"] = platform.python_version()
+    for pkg in ("gan-bench", "torch", "torchvision", "torch-fidelity", "numpy", "pandas", "scipy", "matplotlib",
+                "seaborn"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -97,26 +130,25 @@ def versions() -> dict[str, str]:
 
 
 def layout(report: Report) -> pd.DataFrame:
-    """Per configuration: its figure panel (every varying key but the baseline's) and its line (the
-    baseline key's value), plus how many of its runs diverged or collapsed; in panel, then line order."""
-    data, base = report.data, report.baseline
+    """Per configuration: its figure panel (stratum and every row axis but the first) and its line
+    (the first row axis), plus how many of its runs diverged or collapsed; in the grid's order."""
+    data, view = report.data, report.view
     flagged = data.runs.merge(report.stability, on="run_id")
     flagged = (flagged["diverged"] | flagged["collapsed"]).groupby(flagged["config_id"]).sum()
     rows = []
-    for cid in config_order(data, base):
-        cfg = data.configs[cid]
-        keys = [k for k in data.varying if k in cfg and (base is None or k not in base.keys)]
-        line = ", ".join(f"{k}={_text(cfg[k])}" for k in base.keys if k in cfg) if base is not None else ""
-        rows.append({"config_id": cid, "panel": ", ".join(f"{k}={_text(cfg[k])}" for k in keys) or "all configurations",
-                     "line": line or "all runs", "flagged": int(flagged.get(cid, 0))})
-    out = pd.DataFrame(rows)
-    labels = data.runs.drop_duplicates("config_id").set_index("config_id")["config"]
-    out["config"] = out["config_id"].map(labels)
-    return out.reset_index(drop=True)
+    for cid in config_order(view, report.baseline):
+        line, panel = view.line_and_panel(cid)
+        rows.append({"config_id": cid, "panel": panel, "line": line, "config": view.label[cid],
+                     "flagged": int(flagged.get(cid, 0))})
+    out = pd.DataFrame(rows, columns=["config_id", "panel", "line", "config", "flagged"])
+    panel_rank = {p: i for i, p in enumerate(dict.fromkeys(out["panel"]))}
+    out["rank"] = out["panel"].map(panel_rank)
+    return out.sort_values("rank", kind="stable").drop(columns="rank").reset_index(drop=True)
 
 
-def _text(value) -> str:
-    return value if isinstance(value, str) else canon(value)
+def _line_axis(report: Report) -> str:
+    parts = [p for ps in report.view.parts.values() for p in ps[:1]]
+    return parts[0][0] if parts else "configuration"
 
 
 def draw_figures(report: Report, fig_dir: Path, max_panels: int) -> None:
@@ -129,16 +161,21 @@ def draw_figures(report: Report, fig_dir: Path, max_panels: int) -> None:
     runs["order"] = runs["config_id"].map({c: i for i, c in enumerate(lay["config_id"])})
     rec = data.records.merge(runs[runs["config"].isin(report.shown_configs)], on="run_id")
     rec = rec.sort_values(["order", "run_id", "step"], kind="stable")
-    for col in data.columns.itertuples(index=False):
+    used: set[str] = set()
+    for col in (c for c, _ in report.column_rows()):
         part = rec[rec["column"] == col.column]
         title = f"{col.label or col.name} ({col.name}, {KIND_TITLE.get(col.kind, col.kind)})"
         if part.empty:
             continue
+        name = f"{col.kind}-{col.label or col.name}"
+        name = next(f"{name}-{i}" if i else name for i in range(len(used) + 1)
+                    if figures.file_name(f"{name}-{i}" if i else name) not in used)
+        used.add(figures.file_name(name))
         if col.kind == "curve":
-            path = figures.curve_figure(fig_dir, part, title, col.higher_is_better)
+            path = figures.curve_figure(fig_dir, part, title, col.higher_is_better, name=name)
             report.figures.append(Figure(path, title, f"{title}: mean over seeds, band = 95% bootstrap interval of "
                                          "the mean (1,000 resamples); one panel per setting, one line per "
-                                         f"{', '.join(report.baseline.keys) if report.baseline else 'configuration'}.",
+                                         f"{_line_axis(report)}.",
                                          "curves"))
         else:
             last = part.sort_values("step", kind="stable").groupby("run_id", observed=True).tail(1)
@@ -147,7 +184,7 @@ def draw_figures(report: Report, fig_dir: Path, max_panels: int) -> None:
                                   for d, c in zip(outcome["diverged"], outcome["collapsed"])]
             order = {c: i for i, c in enumerate(report.shown_configs)}
             outcome = outcome.sort_values("config", key=lambda s: s.map(order), kind="stable")
-            path = figures.final_figure(fig_dir, outcome, title, col.higher_is_better)
+            path = figures.final_figure(fig_dir, outcome, title, col.higher_is_better, name=name)
             report.figures.append(Figure(path, title, f"{title}: one point per seed, box = quartiles.", "finals"))
     _loss_figure(report, runs, fig_dir)
 
@@ -190,15 +227,17 @@ def write_report(grid_dir: Path, out_dir: Path, options: Options = Options()) ->
     """Write the requested formats under out_dir; returns seconds per stage, for the speed check."""
     t0 = time.perf_counter()
     times: dict[str, float] = {}
-    data, sig = load_grid_cached(grid_dir, out_dir / ".cache" / "grid.pkl")
+    data, sig = load_grid_cached(grid_dir, out_dir / ".cache" / "grid")
     times["load"] = time.perf_counter() - t0
     report = compute(data, options)
     times["stats"] = time.perf_counter() - t0 - sum(times.values())
     fig_dir = out_dir / "figures"
     if {"html", "md"} & set(options.formats):
         draw_figures(report, fig_dir, options.max_panels)
+        visuals.headline_figures(report, fig_dir)
         collect_samples(report)
-        keep = {f.path.name for f in report.figures}
+        visuals.headline_samples(report)
+        keep = {f.path.name for f in [*report.figures, *report.headline_figures.values()]}
         for old in fig_dir.glob("*.png") if fig_dir.is_dir() else ():
             if old.name not in keep:  # figures of an earlier state of the results
                 old.unlink()
@@ -209,6 +248,7 @@ def write_report(grid_dir: Path, out_dir: Path, options: Options = Options()) ->
         write_atomic(out_dir / "report.md", render_markdown(report, out_dir))
     if "tex" in options.formats:
         write_atomic(out_dir / "tables.tex", render_latex(report))
+        write_atomic(out_dir / "headline.tex", render_headline_tex(report, tex_escape))
     if "csv" in options.formats:
         sig_file = out_dir / ".cache" / "tidy.sig"
         fresh = (out_dir / "tidy.csv").is_file() and sig_file.is_file() and sig_file.read_text() == sig

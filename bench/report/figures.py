@@ -1,6 +1,7 @@
-"""Figures as PNG files, drawn once: each file is named by a hash of the data and options it shows,
-so a second report over unchanged results reuses it without drawing (and a changed run redraws
-only the figures that show it).
+"""Figures as PNG files, drawn once: each file is named after what it shows (`curve-FD@2k-train.png`,
+`headline-digits-FD@2k.png`), and a hash of the data and options it shows is kept beside it in
+.keys/, so a second report over unchanged results reuses it without drawing (and a changed run
+redraws only the figures that show it).
 
 Agg backend, no display. Mathtext is off: a config label with a '$' is text, not a formula.
 """
@@ -8,6 +9,7 @@ Agg backend, no display. Mathtext is off: a config label with a '$' is text, not
 from __future__ import annotations
 
 import hashlib
+import re
 import textwrap
 import warnings
 from pathlib import Path
@@ -21,7 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from bench.runs import save_atomic  # noqa: E402
+from bench.runs import save_atomic, write_atomic  # noqa: E402
 
 STYLE = {"text.parse_math": False, "figure.dpi": 100, "savefig.dpi": 100, "axes.titlesize": 9,
          "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 7}
@@ -34,19 +36,30 @@ FIGURE_VERSION = "3"  # bump when a drawing changes, so cached files are redrawn
 def _key(kind: str, frame: pd.DataFrame, *extra) -> str:
     h = hashlib.sha256(f"{FIGURE_VERSION}|{kind}|{extra!r}|{list(frame.columns)}".encode())
     h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return f"{kind}-{h.hexdigest()[:16]}.png"
+    return h.hexdigest()[:16]
 
 
-def _cached(out_dir: Path, name: str, draw: Callable[[], plt.Figure]) -> Path:
-    """Draw and save only when no file of that name (hash) exists yet."""
+_UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]+")
+
+
+def file_name(text: str) -> str:
+    """A readable file name from a title: 'FD@2k/train/digits-mlp' -> 'FD@2k-train-digits-mlp.png'."""
+    return (_UNSAFE.sub("-", text).strip("-.")[:120] or "figure") + ".png"
+
+
+def _cached(out_dir: Path, name: str, key: str, draw: Callable[[], plt.Figure]) -> Path:
+    """Draw and save only when the file is missing or was drawn from other data (its .keys/ entry)."""
     path = out_dir / name
-    if not path.is_file():
+    stamp = out_dir / ".keys" / (name + ".key")
+    if not (path.is_file() and stamp.is_file() and stamp.read_text() == key):
         with plt.rc_context(STYLE):
             fig = draw()
             try:
                 save_atomic(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
             finally:
                 plt.close(fig)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(stamp, key)
     return path
 
 
@@ -78,7 +91,7 @@ def mean_band(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, lo, hi
 
 
-def curve_figure(out_dir: Path, curves: pd.DataFrame, title: str, higher: bool | None) -> Path:
+def curve_figure(out_dir: Path, curves: pd.DataFrame, title: str, higher: bool | None, name: str = "") -> Path:
     """Mean over seeds with its 95% bootstrap band, one line per value of the baseline key, one panel
     per setting of the other keys: each panel is one ablation (baseline vs alternatives, all else equal).
 
@@ -117,10 +130,11 @@ def curve_figure(out_dir: Path, curves: pd.DataFrame, title: str, higher: bool |
         fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.91, 0.5), frameon=False)
         return fig
 
-    return _cached(out_dir, _key("curve", frame, title, higher), draw)
+    return _cached(out_dir, file_name(name or f"curve-{title}"), _key("curve", frame, title, higher), draw)
 
 
-def loss_figure(out_dir: Path, losses: pd.DataFrame, marks: pd.DataFrame, max_panels: int = 12) -> Path:
+def loss_figure(out_dir: Path, losses: pd.DataFrame, marks: pd.DataFrame, max_panels: int = 12,
+                name: str = "losses") -> Path:
     """G and D loss per run, one panel per configuration, collapse onsets (dashed) and divergence (x) marked.
 
     losses: config, run_id, step, name (loss_d / loss_g), value; marks: config, run_id, collapse_onset, diverged_at.
@@ -156,10 +170,10 @@ def loss_figure(out_dir: Path, losses: pd.DataFrame, marks: pd.DataFrame, max_pa
                             hspace=0.4, wspace=0.22)
         return fig
 
-    return _cached(out_dir, _key("loss", pd.concat([frame, marks]), configs), draw)
+    return _cached(out_dir, file_name(name), _key("loss", pd.concat([frame, marks]), configs), draw)
 
 
-def final_figure(out_dir: Path, scores: pd.DataFrame, title: str, higher: bool | None) -> Path:
+def final_figure(out_dir: Path, scores: pd.DataFrame, title: str, higher: bool | None, name: str = "") -> Path:
     """Per-seed final scores per configuration: box plot with every seed as a point, coloured by outcome.
 
     scores: config, run_id, value, outcome (ok / collapsed / diverged). Non-finite values are not drawn.
@@ -195,4 +209,4 @@ def final_figure(out_dir: Path, scores: pd.DataFrame, title: str, higher: bool |
         ax.grid(axis="x", alpha=0.3)
         return fig
 
-    return _cached(out_dir, _key("final", frame, title, higher, order), draw)
+    return _cached(out_dir, file_name(name or f"final-{title}"), _key("final", frame, title, higher, order), draw)

@@ -111,3 +111,67 @@ if __name__ == "__main__":
     ap.add_argument("--name", default="synth")
     a = ap.parse_args()
     print(make_grid(Path(a.out), a.name, configs=a.runs // a.seeds, seeds=a.seeds, evals=a.evals), file=sys.stderr)
+
+
+LABELS_AXIS = {"off": {"real_label": 1.0, "fake_label": 0.0}, "one_sided": {"real_label": 0.9, "fake_label": 0.0},
+               "two_sided": {"real_label": 0.9, "fake_label": 0.1}}
+MODES = {"ring8": 8, "grid25": 25}
+
+
+def make_planted(root: Path, name: str = "planted", axis: str = "labels", values: dict | list | None = None,
+                 datasets: tuple[str, ...] = ("ring8",), better: tuple = ("one_sided",), seeds: int = 5, evals: int = 6,
+                 no_hq: tuple = (), stuck: tuple = (), steps_per_eval: int = 100) -> Path:
+    """A 2-D mixture grid whose answer is known: configurations named in `better` cover every mode
+    with a high HQ fraction and low KL, the others sit clearly lower; every seed of a configuration
+    is close to the others, so 5 seeds separate the two groups completely.
+
+    values: the axis as the grid file writes it (a mapping of named bundles, or a list); datasets
+    becomes a first `dataset` axis when there are several. no_hq: (value name, seed) pairs whose
+    final evaluation has no high-quality sample (KL NaN); stuck: value names whose runs cover one
+    mode from the first evaluation to the last.
+    """
+    rng = np.random.default_rng(1)
+    values = LABELS_AXIS if values is None else values
+    named = isinstance(values, dict)
+    items = list(values.items()) if named else [(str(v), v) for v in values]
+    grid_dir = Path(root) / name
+    grid_dir.mkdir(parents=True, exist_ok=True)
+    axes: dict = {"dataset": list(datasets)} if len(datasets) > 1 else {}
+    axes[axis] = values
+    base = {"variant": "mlp_gan", "steps": steps_per_eval * evals}
+    if len(datasets) == 1:
+        base["dataset"] = datasets[0]
+    (grid_dir / "grid.yaml").write_text(yaml.safe_dump({"name": name, "description": "planted answer",
+                                                        "seeds": seeds, "base": base, "grid": axes}, sort_keys=False))
+    image = png_bytes((rng.random((16, 16)) * 255).astype(np.uint8))
+    steps = [steps_per_eval * (i + 1) for i in range(evals)]
+    for dataset in datasets:
+        k = MODES.get(dataset, 8)
+        proto = {"ref_dataset": dataset, "modes": k, "mode_std": 0.01, "hq_sigmas": 3, "n_gen": 2500}
+        for vname, value in items:
+            setting = value if isinstance(value, dict) else {axis: value}
+            good = vname in better
+            for seed in range(seeds):
+                cfg = {"variant": "mlp_gan", "dataset": dataset, "steps": steps[-1], "seed": seed, "device": "cpu",
+                       **setting}
+                recs: list[dict] = []
+                for i, s in enumerate(steps):
+                    frac = (i + 1) / evals
+                    if vname in stuck:
+                        modes, hq, kl = 1.0, 0.2, float(np.log(k))
+                    else:
+                        modes = float(round((k if good else 0.75 * k) * min(1.0, 0.5 + frac)))
+                        hq = (0.9 if good else 0.6) * frac + rng.normal(0, 0.005)
+                        kl = (0.05 if good else 0.3) + 0.4 * (1 - frac) + rng.normal(0, 0.005)
+                    last = i == evals - 1
+                    if last and (vname, seed) in no_hq:
+                        hq, kl = 0.0, None
+                    recs += train_records(s, 1.2 + rng.normal(0, 0.02), 1.0 + rng.normal(0, 0.02))
+                    kinds = ("curve", "final") if last else ("curve",)
+                    for kind in kinds:
+                        recs.append(curve_record(s, "modes_covered", modes, "modes@2500", True, kind=kind, seed=seed, **proto))
+                        recs.append(curve_record(s, "hq_fraction", hq, "HQ@2500", True, kind=kind, seed=seed, **proto))
+                        recs.append(curve_record(s, "kl_modes", kl, "KL-modes@2500", False, kind=kind, seed=seed, **proto))
+                path = write_run(grid_dir, cfg, "done", recs, steps[-1])
+                (path / "samples" / f"step-{steps[-1]:07d}.png").write_bytes(image)
+    return grid_dir

@@ -1,0 +1,74 @@
+"""The headline's figure and sample grid per stratum: the primary metric's curve with every
+configuration in one panel (mean over seeds, 95% bootstrap band), and the latest sample grid of up
+to four seeds per configuration, side by side under the verdict sentences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.report import figures
+from bench.report.load import sample_files
+from bench.report.model import Figure, Report, Sample
+
+MAX_LINES = 12  # configurations drawn in one headline panel; the table keeps every one
+SEEDS_SHOWN = 4
+
+
+def _curve_column(report: Report, h) -> tuple[int, str] | None:
+    """The curve column of the stratum's primary metric, else of the first headline metric that has one."""
+    cols = report.data.columns
+    mine = set(report.table.loc[report.table["stratum"] == h.stratum, "column"]) if len(report.table) else set()
+    for m in h.metrics:
+        if m.state == "not computed":
+            continue
+        cand = cols[(cols["name"] == m.name) & (cols["kind"] == "curve") & cols["column"].isin(mine)]
+        if len(cand):
+            c = cand.iloc[0]
+            return int(c["column"]), str(c["label"] or c["name"])
+    return None
+
+
+def headline_figures(report: Report, fig_dir: Path) -> None:
+    data, view = report.data, report.view
+    finished = data.runs[data.runs["finished"]]
+    for sid, h in report.headlines.items():
+        found = _curve_column(report, h)
+        if found is None:
+            continue
+        col, label = found
+        higher = bool(data.columns.set_index("column").loc[col, "higher_is_better"]) \
+            if data.columns.set_index("column").loc[col, "higher_is_better"] is not None else None
+        cids = [r.config_id for r in h.rows][:MAX_LINES]
+        runs = finished[finished["config_id"].isin(cids)][["run_id", "config_id"]]
+        rec = data.records[data.records["column"] == col].merge(runs, on="run_id")
+        if rec.empty:
+            continue
+        rank = {c: i for i, c in enumerate(cids)}
+        rec = rec.assign(line=rec["config_id"].map(view.row), panel="all",
+                         order=rec["config_id"].map(rank)).sort_values(["order", "run_id", "step"], kind="stable")
+        title = f"{h.title}: {label} during training"
+        path = figures.curve_figure(fig_dir, rec, title, higher, name=f"headline-{h.title}-{label}")
+        more = len(h.rows) - len(cids)
+        report.headline_figures[sid] = Figure(
+            path, title, f"{label}: mean over seeds per configuration, band = 95% bootstrap interval of the mean; "
+            f"x = training step" + (f"; the first {len(cids)} of {len(h.rows)} configurations" if more > 0 else "") + ".",
+            "headline")
+
+
+def headline_samples(report: Report) -> None:
+    runs = report.data.runs
+    runs = runs[runs["finished"]].sort_values("seed", kind="stable")
+    for sid, h in report.headlines.items():
+        grid = []
+        for r in h.rows[:MAX_LINES]:
+            shown = []
+            for run in runs[runs["config_id"] == r.config_id].itertuples():
+                steps = [f for f in sample_files(run.path) if f.name.startswith("step-")]
+                if steps:
+                    shown.append(Sample(r.label, run.run_id, steps[-1], f"{r.label}, seed {run.seed}, {steps[-1].stem}"))
+                if len(shown) == SEEDS_SHOWN:
+                    break
+            if shown:
+                grid.append((r.label, shown))
+        if grid:
+            report.headline_samples[sid] = grid
