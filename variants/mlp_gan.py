@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, Optional
 
 from torch import nn
 
 from bench.registry import variants
 from variants.bce import BCEConfig, BCEVariant
-from variants.nets import MLP
+from variants.nets import MLP, normal_init
 
 
 @dataclass(frozen=True)
 class MLPGANConfig(BCEConfig):
     hidden_g: tuple[int, ...] = (400, 400)  # PROTOCOLS 9 defaults for 2-D data
     hidden_d: tuple[int, ...] = (200, 200)
+    # Recipes of the 2-D mode-collapse papers (ablations/reproduce/): PacGAN's G is ReLU with BN and its
+    # D three maxout layers of 5 pieces, both initialised N(0, 0.02) with zero biases.
+    act_g: Literal["relu", "leaky_relu", "tanh"] = "relu"
+    act_d: Literal["relu", "leaky_relu", "tanh", "maxout"] = "leaky_relu"
+    maxout_pieces: int = 5  # pieces per hidden unit when act_d is maxout
+    norm_g: Literal["none", "batch"] = "none"  # batch: BN before each hidden activation of G
+    init_std: Optional[float] = None  # N(0, init_std) linear weights and zero biases; null = PyTorch's init
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.maxout_pieces < 2:
+            raise ValueError(f"'maxout_pieces' must be at least 2, got {self.maxout_pieces}")
+        if self.init_std is not None and not 0 < self.init_std < float("inf"):
+            raise ValueError(f"'init_std' must be a finite number > 0 or null, got {self.init_std}")
 
 
 @variants.register("mlp_gan")
@@ -27,6 +42,9 @@ class MLPGAN(BCEVariant):
         c, shape = self.config, self.spec.shape
         # Images come out through Tanh into [-1, 1]; points are unbounded coordinates.
         out_act = nn.Tanh() if self.spec.kind == "images" else None
-        G = MLP(c.z_dim, c.hidden_g, shape, "relu", out_act)
-        D = MLP(math.prod(shape), c.hidden_d, (), "leaky_relu")
+        G = MLP(c.z_dim, c.hidden_g, shape, c.act_g, out_act, norm=c.norm_g)
+        D = MLP(math.prod(shape), c.hidden_d, (), c.act_d, pieces=c.maxout_pieces)
+        if c.init_std is not None:
+            normal_init(G, c.init_std)
+            normal_init(D, c.init_std)
         return G, D

@@ -69,17 +69,42 @@ class DCGANDiscriminator(nn.Module):
         return self.head(self.features(x)).flatten()
 
 
+class Maxout(nn.Module):
+    """`out` units, each the max over `pieces` linear maps of the input (Goodfellow et al. 2013)."""
+
+    def __init__(self, in_dim: int, out: int, pieces: int):
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out * pieces)
+        self.out, self.pieces = out, pieces
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(-1, self.out, self.pieces).amax(dim=-1)
+
+
+ACTIVATIONS = {"relu": lambda: nn.ReLU(True), "leaky_relu": lambda: nn.LeakyReLU(0.2, True), "tanh": nn.Tanh}
+
+
 class MLP(nn.Module):
-    """Fully connected net on flattened input, reshaped to `out_shape` at the end."""
+    """Fully connected net on flattened input, reshaped to `out_shape` at the end.
+
+    `activation` is one of ACTIVATIONS or "maxout" (each hidden layer a Maxout of `pieces`);
+    norm "batch" puts BatchNorm1d between each hidden linear map and its activation, and drops that
+    map's bias, which the norm's shift replaces (PacGAN's 2-D generator).
+    """
 
     def __init__(self, in_dim: int, hidden: tuple[int, ...], out_shape: tuple[int, ...],
-                 activation: str = "relu", out_act: nn.Module | None = None):
+                 activation: str = "relu", out_act: nn.Module | None = None, norm: str = "none",
+                 pieces: int = 5):
         super().__init__()
-        act = {"relu": lambda: nn.ReLU(True), "leaky_relu": lambda: nn.LeakyReLU(0.2, True)}[activation]
         dims = [in_dim, *hidden]
         layers: list[nn.Module] = []
         for a, b in zip(dims, dims[1:]):
-            layers += [nn.Linear(a, b), act()]
+            if activation == "maxout":
+                layers.append(Maxout(a, b, pieces))
+            elif norm == "batch":
+                layers += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), ACTIVATIONS[activation]()]
+            else:
+                layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
         layers.append(nn.Linear(dims[-1], math.prod(out_shape)))
         if out_act is not None:
             layers.append(out_act)
@@ -137,6 +162,15 @@ class ConcatDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         maps = self.embed(y)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
         return self.base(torch.cat([x, maps.to(x.dtype)], dim=1))
+
+
+def normal_init(module: nn.Module, std: float) -> None:
+    """Linear weights ~ N(0, std) and zero biases; norm layers keep their (1, 0) defaults."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def dcgan_init(module: nn.Module) -> None:
