@@ -26,13 +26,20 @@ def cli():
     """GAN Bench: train a grid of GAN variants with one shared loop, then evaluate and report."""
 
 
-def _grid_and_configs(grid_file: str, sets: tuple[str, ...], smoke: bool):
+def max_runs_option(f):
+    from bench.grid import DEFAULT_MAX_RUNS
+
+    return click.option("--max-runs", type=click.IntRange(1), default=DEFAULT_MAX_RUNS, show_default=True,
+                        help="refuse a grid file that expands to more runs than this")(f)
+
+
+def _grid_and_configs(grid_file: str, sets: tuple[str, ...], smoke: bool, max_runs: int):
     from bench.config import load_grid, parse_set
     from bench.grid import resolve_all
 
     grid = load_grid(grid_file)
     overrides = parse_set(sets)
-    configs, skipped = resolve_all(grid, overrides, smoke=smoke)
+    configs, skipped = resolve_all(grid, overrides, smoke=smoke, max_runs=max_runs)
     name = f"{grid.name}-smoke" if smoke else grid.name
     return grid, name, configs, skipped
 
@@ -68,14 +75,16 @@ def _gpu_list(text: str | None) -> tuple[int, ...]:
 @click.option("--dry-run", is_flag=True, help="print the expanded runs and their state; train nothing")
 @click.option("--smoke", is_flag=True, help="shrink every run (steps, batch, image size) for a quick check; "
                                             "stored under <grid>-smoke")
+@max_runs_option
 @results_option
-def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_failed, dry_run, smoke, results):
+def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_failed, dry_run, smoke, max_runs,
+        results):
     """Train every run of GRID_FILE that is not finished yet (killed runs resume)."""
     from bench import scheduler
     from bench.backends import Placement, execute
     from bench.runs import write_atomic
 
-    grid, name, configs, skipped = _grid_and_configs(grid_file, sets, smoke)
+    grid, name, configs, skipped = _grid_and_configs(grid_file, sets, smoke, max_runs)
     planned = scheduler.plan(results, name, configs)
     for reason in skipped:
         click.echo(f"skipped: {reason}", err=True)
@@ -127,7 +136,7 @@ def _exit_if_failed(failed: int, grid_file: str) -> None:
 @click.option("--smoke", is_flag=True, help="as given to bench run (grid files)")
 @click.option("--watch", is_flag=True, help="refresh every 2 s until every run has ended")
 @results_option
-def status(grids, sets, smoke, watch, results):
+def status(grids, sets, smoke, watch, max_runs, results):
     """Runs of each GRID (a grid file or a grid name under results/; default: all) by state, with ETA."""
     import time
 
@@ -140,7 +149,7 @@ def status(grids, sets, smoke, watch, results):
             if Path(grid).is_file():
                 from bench import scheduler
 
-                _, name, configs, _ = _grid_and_configs(grid, sets, smoke)
+                _, name, configs, _ = _grid_and_configs(grid, sets, smoke, max_runs)
                 out.append((name, [p.run.path for p in scheduler.plan(results, name, configs)]))
             elif (results / grid).is_dir():
                 out.append((grid, sorted(p for p in (results / grid).iterdir() if (p / "config.yaml").is_file())))
@@ -167,6 +176,7 @@ def status(grids, sets, smoke, watch, results):
 
 cli.add_command(status, name="list")
 cli.add_command(data_commands)  # bench data fetch NAME
+@max_runs_option
 from bench.eval_command import eval_command  # noqa: E402  (click only; no torch at import)
 cli.add_command(eval_command)  # bench eval RUN_DIR|GRID [--metrics a,b] [--n N] [--checkpoint final|best|all]
 from bench.report.command import report as report_command  # noqa: E402  (click only; no pandas at import)

@@ -3,6 +3,9 @@
 Order: seeds outermost (so a partly finished grid already has every configuration once), then the
 cartesian product of the axes in file order. `--set` overrides win over base and grid; a `--set`
 key that is a grid axis replaces that axis. No I/O, no randomness.
+
+Before the product is formed, every key and value is checked on its own and the runs are counted
+by arithmetic (`check_grid`): the work is linear in the file, never in its runs.
 """
 
 from __future__ import annotations
@@ -11,9 +14,14 @@ import dataclasses
 import itertools
 from typing import Any
 
-from bench.config import GridFile, Incompatible, RunConfig, resolve, shrink_for_smoke
+from bench import registry
+from bench.checks import clip, short
+from bench.config import (DATA_PREFIX, GridFile, Incompatible, RunConfig, UnknownKey, check_key, registered,
+                          resolve, shrink_for_smoke, split_scope)
 from bench.errors import BenchError
 from bench.identity import DATA_IDENTITY
+
+DEFAULT_MAX_RUNS = 10_000  # `--max-runs N` raises it; a grid past it is more often a typo than a plan
 
 
 def expand(grid: GridFile, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -36,14 +44,81 @@ def expand(grid: GridFile, overrides: dict[str, Any] | None = None) -> list[dict
     return runs
 
 
-def resolve_all(grid: GridFile, overrides: dict[str, Any] | None = None,
-                smoke: bool = False) -> tuple[list[RunConfig], list[str]]:
+def count_runs(grid: GridFile, overrides: dict[str, Any] | None = None) -> int:
+    """How many raw runs expand() makes, by arithmetic (duplicates and skipped pairs included)."""
+    overrides = overrides or {}
+    n = 1 if "seed" in overrides else len(grid.seeds)
+    for axis, values in grid.grid.items():
+        if axis not in overrides:
+            n *= len(values)
+    return n
+
+
+def check_grid(grid: GridFile, overrides: dict[str, Any] | None = None, max_runs: int = DEFAULT_MAX_RUNS) -> None:
+    """Every key and value of the grid checked on its own, then the run count against max_runs.
+
+    A key passes when some run of the grid could take it: some variant the grid names (the scope's,
+    for `dcgan.width`) with some dataset it names. How keys combine is left to resolve()."""
+    overrides = overrides or {}
+    where = grid.path or grid.name
+    parts = [(f"{where} (base)", grid.base)]
+    for axis, values in grid.grid.items():
+        if axis not in overrides:
+            parts += [(f"{where} (grid axis {short(axis, 24)}, value {i + 1})", v if isinstance(v, dict) else {axis: v})
+                      for i, v in enumerate(values)]
+    parts = [(label, {k: v for k, v in keys.items() if k not in overrides}) for label, keys in parts]
+    parts.append(("--set", overrides))
+    named = {"variant": {}, "dataset": {}}
+    for label, keys in parts:
+        for kind, table in (("variant", registry.variants), ("dataset", registry.datasets)):
+            if kind in keys:
+                cls = registered(table, keys[kind], label)
+                named[kind][cls.name] = cls
+    for kind, classes in named.items():
+        if not classes:
+            raise BenchError(f"{where}: missing '{kind}'; set it in base, grid or with --set {kind}=NAME")
+    variants, datasets = list(named["variant"].values()), list(named["dataset"].values())
+    for label, keys in parts:
+        for key, value in keys.items():
+            if key not in ("variant", "dataset", DATA_IDENTITY):
+                _check_alone(key, value, variants, datasets, label)
+    n = count_runs(grid, overrides)
+    if n > max_runs:
+        seeds = 1 if "seed" in overrides else len(grid.seeds)
+        factors = [f"{seeds:,} seeds"] + [f"{len(v):,} {axis}" for axis, v in grid.grid.items() if axis not in overrides]
+        count = f"{n:,}" if n < 10**15 else f"about 10^{int((n.bit_length() - 1) * 0.30103)}"
+        raise BenchError(f"{where}: the grid makes {count} runs ({clip(' x '.join(factors), 80)}), over the limit of "
+                         f"{max_runs:,}; shrink an axis or the seeds, or raise --max-runs")
+
+
+def _check_alone(key: str, value: Any, variants: list, datasets: list, where: str) -> None:
+    """Raise unless some (variant, dataset) of the grid takes key: value. A bad value beats an
+    unknown key in the message: `width: -1` is wrong for dcgan, not missing from mlp_gan."""
+    scope, name = split_scope(key, where)
+    if scope is not None:
+        variants, key = [registry.variants.get(scope)], name
+    pairs = [(variants[0], d) for d in datasets] if key.startswith(DATA_PREFIX) else [(v, datasets[0]) for v in variants]
+    unknown = bad = None
+    for variant, dataset in pairs:
+        try:
+            check_key(key, value, variant, dataset, where)
+            return
+        except UnknownKey as exc:
+            unknown = unknown or exc
+        except BenchError as exc:
+            bad = bad or exc
+    raise bad or unknown
+
+
+def resolve_all(grid: GridFile, overrides: dict[str, Any] | None = None, smoke: bool = False,
+                max_runs: int = DEFAULT_MAX_RUNS) -> tuple[list[RunConfig], list[str]]:
     """Resolve every run before any starts: (configs, skipped reasons).
 
     Duplicates (same run id) are kept once, in order. A variant/dataset pair that cannot work
     (an image net on 2-D points) is skipped with its reason, so a product over both axes is
-    usable; a grid left with no runs is an error.
+    usable; a grid left with no runs is an error. A grid of more than max_runs runs is refused.
     """
+    check_grid(grid, overrides, max_runs)
     resolved, skipped = [], []
     for i, raw in enumerate(expand(grid, overrides)):
         where = f"{grid.path or grid.name} (run {i + 1})"

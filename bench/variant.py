@@ -14,6 +14,7 @@ from typing import Literal, NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
+from bench.checks import POSITIVE, Range, ranged
 from bench.data import DataSpec
 
 Stats = dict[str, Tensor]
@@ -30,12 +31,12 @@ class Batch(NamedTuple):
 class GANConfig:
     """Options every variant shares; a variant's own options extend this dataclass."""
 
-    z_dim: int = 100
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    d_steps: int = 1  # D (critic) updates per loop step: WGAN uses 5
-    g_steps: int = 1  # G updates per loop step: "G updated twice" is 2, each with fresh z
+    z_dim: int = ranged(100, Range(1, 4096))
+    lr_g: float = ranged(2e-4, POSITIVE)
+    lr_d: float = ranged(2e-4, POSITIVE)
+    betas: tuple[float, float] = ranged((0.5, 0.999), Range(0.0, 1.0, hi_open=True))  # Adam needs beta < 1
+    d_steps: int = ranged(1, Range(1, 100))  # D (critic) updates per loop step: WGAN uses 5
+    g_steps: int = ranged(1, Range(1, 100))  # G updates per loop step: "G updated twice" is 2, each with fresh z
     # Latent prior: N(0, I), or U[-1, 1]^z_dim as in the DCGAN-TensorFlow recipe (PacGAN, TTUR).
     z_dist: Literal["normal", "uniform"] = "normal"
 

@@ -315,7 +315,7 @@ def _layouts(tmp_path: Path) -> dict:
         "mnist offline": ("mnist", {"root": str(tmp_path / "mn")},
                           "mnist not found: .*runs never download.*bench data fetch mnist --root"),
         "cifar10 offline": ("cifar10", {}, "cifar10 not found: data/cifar10/cifar-10-batches-py"),
-        "shapes classes": ("shapes", {"classes": 0}, "data.classes must be between 1 and 256"),
+        "shapes classes": ("shapes", {"classes": 0}, "'data.classes' must be an integer between 1 and 256"),
     }
 
 

@@ -22,24 +22,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bench.checks import PROBABILITY, Range, ranged
 from bench.variant import Batch, GANConfig, Stats, Variant
+
+
+SOFT = Range(0.0, 1.5)  # soft BCE targets: a target past 1 still has a finite loss and a gradient
 
 
 @dataclass(frozen=True)
 class BCEConfig(GANConfig):
-    real_label: float = 1.0  # D's target for real samples; 0.9 is one-sided label smoothing
-    fake_label: float = 0.0  # D's target for fakes; > 0 as well is two-sided smoothing
-    real_range: Optional[tuple[float, float]] = None  # soft real targets ~ U[lo, hi]; replaces real_label
-    fake_range: Optional[tuple[float, float]] = None  # soft fake targets ~ U[lo, hi]; replaces fake_label
-    flip_p: float = 0.0  # per-sample probability of swapping D's real and fake targets
+    real_label: float = ranged(1.0, PROBABILITY)  # D's target for real samples; 0.9 is one-sided label smoothing
+    fake_label: float = ranged(0.0, PROBABILITY)  # D's target for fakes; > 0 as well is two-sided smoothing
+    # Soft targets ~ U[lo, hi], replacing the fixed label; they may pass 1 (Salimans et al.: [0.7, 1.2]).
+    real_range: Optional[tuple[float, float]] = ranged(None, SOFT)
+    fake_range: Optional[tuple[float, float]] = ranged(None, SOFT)
+    flip_p: float = ranged(0.0, PROBABILITY)  # per-sample probability of swapping D's real and fake targets
 
     def __post_init__(self):
         for key in ("real_range", "fake_range"):
             bounds = getattr(self, key)
             if bounds is not None and not bounds[0] <= bounds[1]:
                 raise ValueError(f"'{key}' must be [low, high] with low <= high, got {list(bounds)}")
-        if not 0.0 <= self.flip_p <= 1.0:
-            raise ValueError(f"'flip_p' must be a probability in [0, 1], got {self.flip_p}")
 
 
 def _targets(n: int, fixed: float, bounds: Optional[tuple[float, float]], device: torch.device) -> Tensor:

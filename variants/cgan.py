@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.checks import Range, ranged
 from bench.errors import BenchError
 from bench.registry import variants
 from variants.dcgan import DCGANConfig
@@ -22,14 +23,10 @@ from variants.nets import (ConcatDiscriminator, ConditionalGenerator, DCGANDiscr
 
 @dataclass(frozen=True)
 class CGANConfig(DCGANConfig):
-    embed_dim: int = 32  # class embedding size: G's extra input, and D's extra channels under concat
+    # class embedding size: G's extra input, and D's extra channels under concat
+    embed_dim: int = ranged(32, Range(1, 1024))
     g_cond: Literal["embed-concat"] = "embed-concat"
     d_cond: Literal["projection", "concat"] = "projection"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.embed_dim <= 0:
-            raise ValueError(f"'embed_dim' must be positive, got {self.embed_dim}")
 
 
 @variants.register("cgan")

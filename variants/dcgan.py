@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.checks import ranged
 from bench.registry import variants
 from variants.bce import BCEConfig, BCEVariant
-from variants.nets import DCGANDiscriminator, DCGANGenerator, dcgan_init
+from variants.nets import WIDTH, DCGANDiscriminator, DCGANGenerator, dcgan_init
 
 
 @dataclass(frozen=True)
 class DCGANConfig(BCEConfig):
-    width: int = 64  # channels of the widest-resolution layer; 64 * {1, 2, 4, 8} at 64 px
+    width: int = ranged(64, WIDTH)  # channels of the widest-resolution layer; 64 * {1, 2, 4, 8} at 64 px
 
 
 @variants.register("dcgan")

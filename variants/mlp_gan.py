@@ -8,29 +8,24 @@ from typing import Literal, Optional
 
 from torch import nn
 
+from bench.checks import POSITIVE, Range, ranged
 from bench.registry import variants
 from variants.bce import BCEConfig, BCEVariant
-from variants.nets import MLP, normal_init
+from variants.nets import HIDDEN, MLP, normal_init
 
 
 @dataclass(frozen=True)
 class MLPGANConfig(BCEConfig):
-    hidden_g: tuple[int, ...] = (400, 400)  # PROTOCOLS 9 defaults for 2-D data
-    hidden_d: tuple[int, ...] = (200, 200)
+    hidden_g: tuple[int, ...] = ranged((400, 400), HIDDEN)  # PROTOCOLS 9 defaults for 2-D data
+    hidden_d: tuple[int, ...] = ranged((200, 200), HIDDEN)
     # Recipes of the 2-D mode-collapse papers (ablations/reproduce/): PacGAN's G is ReLU with BN and its
     # D three maxout layers of 5 pieces, both initialised N(0, 0.02) with zero biases.
     act_g: Literal["relu", "leaky_relu", "tanh"] = "relu"
     act_d: Literal["relu", "leaky_relu", "tanh", "maxout"] = "leaky_relu"
-    maxout_pieces: int = 5  # pieces per hidden unit when act_d is maxout
+    maxout_pieces: int = ranged(5, Range(2, 64))  # pieces per hidden unit when act_d is maxout
     norm_g: Literal["none", "batch"] = "none"  # batch: BN before each hidden activation of G
-    init_std: Optional[float] = None  # N(0, init_std) linear weights and zero biases; null = PyTorch's init
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.maxout_pieces < 2:
-            raise ValueError(f"'maxout_pieces' must be at least 2, got {self.maxout_pieces}")
-        if self.init_std is not None and not 0 < self.init_std < float("inf"):
-            raise ValueError(f"'init_std' must be a finite number > 0 or null, got {self.init_std}")
+    # N(0, init_std) linear weights and zero biases; null = PyTorch's init
+    init_std: Optional[float] = ranged(None, POSITIVE)
 
 
 @variants.register("mlp_gan")

@@ -18,9 +18,10 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
+from bench.checks import NON_NEGATIVE, POSITIVE, ranged
 from bench.registry import variants
 from bench.variant import Batch, GANConfig, Stats, Variant
-from variants.nets import MLP, DCGANDiscriminator, DCGANGenerator, dcgan_init
+from variants.nets import HIDDEN, MLP, WIDTH, DCGANDiscriminator, DCGANGenerator, dcgan_init
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,12 @@ class WGANConfig(GANConfig):
     lr_d: float = 5e-5
     d_steps: int = 5  # n_critic
     optimizer: Literal["rmsprop", "adam"] = "rmsprop"  # adam uses betas; rmsprop ignores them
-    clip: Optional[float] = 0.01  # critic parameters clamped to [-clip, clip] after each critic step; null = off
+    # critic parameters clamped to [-clip, clip] after each critic step; null = off
+    clip: Optional[float] = ranged(0.01, POSITIVE)
     norm: Literal["batch", "layer", "none"] = "batch"  # critic normalisation (images)
-    width: int = 64  # images: DCGAN nets, as in dcgan
-    hidden_g: tuple[int, ...] = (400, 400)  # points: MLP nets, as in mlp_gan
-    hidden_d: tuple[int, ...] = (200, 200)
-
-    def __post_init__(self):
-        if self.clip is not None and self.clip <= 0:
-            raise ValueError(f"'clip' must be positive or null (no clipping), got {self.clip}")
+    width: int = ranged(64, WIDTH)  # images: DCGAN nets, as in dcgan
+    hidden_g: tuple[int, ...] = ranged((400, 400), HIDDEN)  # points: MLP nets, as in mlp_gan
+    hidden_d: tuple[int, ...] = ranged((200, 200), HIDDEN)
 
 
 @variants.register("wgan")
@@ -95,15 +93,12 @@ class WGANGPConfig(WGANConfig):
     optimizer: Literal["rmsprop", "adam"] = "adam"
     clip: Optional[float] = None
     norm: Literal["batch", "layer", "none"] = "layer"  # BN would couple samples and void the per-sample penalty
-    gp_lambda: float = 10.0
+    gp_lambda: float = ranged(10.0, NON_NEGATIVE)
 
     def __post_init__(self):
-        super().__post_init__()
         if self.norm == "batch":
             raise ValueError("wgan_gp cannot use norm: batch (it makes the per-sample gradient penalty "
                              "invalid); use norm: layer or none")
-        if self.gp_lambda < 0:
-            raise ValueError(f"'gp_lambda' must be >= 0, got {self.gp_lambda}")
 
 
 @variants.register("wgan_gp")

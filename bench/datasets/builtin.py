@@ -5,7 +5,6 @@ Definitions follow PROTOCOLS.md section 3 (rings and grids) and 4 / 10.5 (digits
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.checks import POSITIVE, ranged
 from bench.data import DataOptions, DataSpec, Dataset, ImageData, MixtureData
 from bench.registry import datasets
 
@@ -28,26 +28,17 @@ def grid_centres(values: list[float]) -> torch.Tensor:
     return torch.tensor([[x, y] for x in values for y in values], dtype=torch.float32)
 
 
-class _Positive:
-    """Mixture sizes must be finite and > 0: a zero std makes every sigma-normalised distance infinite."""
-
-    def __post_init__(self):
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type in (float, "float") and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"'data.{f.name}' must be a finite number > 0, got {value}")
+# Mixture sizes are finite and > 0: a zero std makes every sigma-normalised distance infinite.
+@dataclass(frozen=True)
+class RingOptions(DataOptions):
+    radius: float = ranged(1.0, POSITIVE)  # of the circle the 8 centres sit on (PROTOCOLS 3)
+    std: float = ranged(0.01, POSITIVE)  # of each component; the "within 3 std" rule uses it
 
 
 @dataclass(frozen=True)
-class RingOptions(_Positive, DataOptions):
-    radius: float = 1.0  # of the circle the 8 centres sit on (PROTOCOLS 3)
-    std: float = 0.01  # of each component; the "within 3 std" rule uses it
-
-
-@dataclass(frozen=True)
-class GridOptions(_Positive, DataOptions):
-    spacing: float = 2.0  # between neighbouring centres: {-2s, -s, 0, s, 2s}^2
-    std: float = 0.05
+class GridOptions(DataOptions):
+    spacing: float = ranged(2.0, POSITIVE)  # between neighbouring centres: {-2s, -s, 0, s, 2s}^2
+    std: float = ranged(0.05, POSITIVE)
 
 
 class _Mixture(Dataset):

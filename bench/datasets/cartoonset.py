@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from bench.checks import Range, ranged
 from bench.datasets.base import FileDataset, FileOptions
 from bench.datasets.cache import Source
 from bench.datasets.decode import Preprocess
@@ -27,8 +28,8 @@ from bench.registry import datasets
 @dataclass(frozen=True)
 class CartoonOptions(FileOptions):
     attribute: str = ""  # attribute used as class label (e.g. hair_color); empty = unlabelled
-    background: tuple[int, int, int] = (255, 255, 255)  # RGB the transparent canvas is composited onto
-    precrop: int = 0  # centre square (px of the 500 px canvas) kept before resizing; 0 = whole canvas
+    background: tuple[int, int, int] = ranged((255, 255, 255), Range(0, 255))  # RGB under the transparent canvas
+    precrop: int = ranged(0, Range(0, 500))  # centre square (px of the 500 px canvas) kept before resizing; 0 = all
 
 
 def read_attributes(path: Path) -> list[tuple[str, int, int]]:
@@ -68,8 +69,6 @@ class CartoonSet(FileDataset):
         if options.attribute and options.attribute not in names:
             raise BenchError(f"Cartoon Set has no attribute '{options.attribute}'; set data.attribute to one of: "
                              + ", ".join(names))
-        if any(c < 0 or c > 255 for c in options.background) or options.precrop < 0:
-            raise BenchError("data.background must be three values in 0..255 and data.precrop >= 0")
         prep = Preprocess(image_size, background=options.background, precrop=options.precrop)
 
         def decode():

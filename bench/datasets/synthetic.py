@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from bench.checks import SEED, Range, ranged
 from bench.data import DataOptions, DataSpec, Dataset, ImageData
 from bench.datasets.builtin import load_digit_pool
 from bench.errors import BenchError
@@ -32,8 +33,8 @@ def _digest(*arrays: np.ndarray) -> str:
 
 @dataclass(frozen=True)
 class StackedOptions(DataOptions):
-    count: int = 128_000  # M stacks drawn (PROTOCOLS 4)
-    seed: int = 0  # dataset seed: which stacks are drawn; independent of the training seed
+    count: int = ranged(128_000, Range(1, 10**6))  # M stacks drawn (PROTOCOLS 4); 10^6 at 64 px is 12 GB
+    seed: int = ranged(0, SEED)  # dataset seed: which stacks are drawn; independent of the training seed
     resize: Literal["nearest", "bicubic"] = "nearest"  # 8x8 digits to image_size (PROTOCOLS 4: nearest)
 
 
@@ -84,9 +85,9 @@ MAX_CLASSES = len(SHAPES) * MAX_HUES * 2  # shape x hue x (bright, dark)
 
 @dataclass(frozen=True)
 class ShapesOptions(DataOptions):
-    classes: int = 120  # number of classes, up to 256; 120 mirrors Stanford Dogs' breeds
-    per_class: int = 100  # images per class
-    seed: int = 0  # dataset seed: positions, sizes, backgrounds; independent of the training seed
+    classes: int = ranged(120, Range(1, MAX_CLASSES))  # number of classes; 120 mirrors Stanford Dogs' breeds
+    per_class: int = ranged(100, Range(1, 1000))  # images per class
+    seed: int = ranged(0, SEED)  # dataset seed: positions, sizes, backgrounds; independent of the training seed
 
 
 def class_design(k: int, classes: int) -> tuple[str, float, bool]:
