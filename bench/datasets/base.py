@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 
+from bench.checks import clip
 from bench.data import DataOptions, DataSpec, Dataset, ImageData
-from bench.datasets.cache import Cached, Source, fingerprint, load_or_build
+from bench.datasets.cache import Cached, Source, check_headers, fingerprint, load_or_build
 from bench.datasets.files import data_root, file_digests
+from bench.errors import BenchError
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,12 @@ class FileDataset(Dataset):
 
     @classmethod
     def check(cls, options: FileOptions, image_size: int) -> None:
-        cls.source(options, image_size)
+        """The layout, and the image headers unless a cache of these files exists (cache.check_headers)."""
+        try:
+            check_headers(cls.source(options, image_size))
+        except OSError as exc:  # a name too long for the file system, a folder we may not list
+            raise BenchError(f"{cls.name}: cannot read {clip(str(exc.filename or cls.root(options)))} "
+                             f"({exc.strerror or exc}); set data.root to a readable folder") from None
 
     @classmethod
     def identity(cls, options: FileOptions, image_size: int) -> str:

@@ -17,13 +17,16 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
+from PIL import Image
 
-from bench.datasets.files import cache_root, file_digests, sha256_file
+from bench.datasets.decode import UNREADABLE
+from bench.datasets.files import cache_root, file_digests, is_image, sha256_file
 from bench.errors import BenchError
 from bench.runs import save_atomic, write_atomic
 
@@ -105,6 +108,39 @@ def load_or_build(source: Source) -> Cached:
     st = path.stat()
     write_atomic(_sidecar(path), json.dumps({"sha256": ref, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
     return Cached(payload, path, srcfp, ref, built=True)
+
+
+def check_headers(source: Source) -> None:
+    """Before any run starts, fail as load would when over CORRUPT_LIMIT of the images are unreadable.
+
+    Decoding them all here would double the first load, so each file's header is opened and checked
+    (PIL verify, about 50 us a file: a second for 20,000), stopping once the limit is passed; a built
+    cache for exactly these files already holds the decoder's count and skips the pass. A file that
+    passes can still fail to decode (a truncated JPEG): load counts those, with the same limit."""
+    images = [f for f in source.hashed if is_image(f)]
+    if not images:
+        return
+    srcfp = fingerprint(source, file_digests(source.root, source.hashed))
+    if cache_path(source.name, source.split, source.size, srcfp).is_file():
+        return
+    limit, bad = CORRUPT_LIMIT * len(images), []
+    for rel in images:
+        if not _opens(source.root / rel):
+            bad.append(rel)
+            if len(bad) > limit:
+                raise BenchError(f"over {CORRUPT_LIMIT:.0%} of the {len(images)} images under {source.root} are "
+                                 f"unreadable ({len(bad)} so far, first {bad[0]}); replace or delete them")
+
+
+def _opens(path: Path) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.verify()
+        return True
+    except UNREADABLE:
+        return False
 
 
 def _read(path: Path, srcfp: str) -> Optional[dict]:
