@@ -73,3 +73,83 @@ def restore(path: Path, device: torch.device, *, G, D, opt_g, opt_d) -> tuple[in
                          f"delete it to restart that run") from None
     set_rng_state(state["rng"])
     return int(state["step"]), state.get("extra", {})
+
+
+# ---- packs (bench/packed.py): K runs stepped by one optimizer over stacked [K, ...] tensors, each member
+# saved as, and restored from, an ordinary single-run checkpoint in its own run folder.
+
+
+class PackMismatch(BenchError):
+    """The runs of a pack cannot resume together (checkpoints at different steps, or some missing)."""
+
+
+class _Taken:
+    """An optimizer state already taken (a member's slice), where save() asks an optimizer for it."""
+
+    def __init__(self, state: dict[str, Any]):
+        self._state = state
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._state
+
+
+def save_member(path: Path, k: int, *, step: int, G, D, opt_g, opt_d, rng: dict[str, Any],
+                extra: dict[str, Any]) -> None:
+    """Member k of a pack in the single-run format: G and D are its own nets, opt_g and opt_d the pack's
+    optimizers (sliced here), rng the member's RNG states; the folder resumes alone or in a pack."""
+    save(path, step=step, G=G, D=D, opt_g=_Taken(member_optimizer_state(opt_g, k)),
+         opt_d=_Taken(member_optimizer_state(opt_d, k)), rng=rng, extra=extra)
+
+
+def load_members(files: list[Path], device: torch.device) -> tuple[int, list[dict[str, Any]]]:
+    """(step, every member's checkpoint), or (0, []) when none has one. The members of a pack step
+    together, so all must have one, at one step; else PackMismatch (the scheduler trains them alone)."""
+    present = [f.exists() for f in files]
+    if not any(present):
+        return 0, []
+    if not all(present):
+        missing = [str(f.parent.parent) for f, p in zip(files, present) if not p]
+        raise PackMismatch(f"runs {', '.join(missing)} have no checkpoint while the rest of the pack has; "
+                           f"train them one at a time with bench run")
+    states = [load(f, device) for f in files]
+    steps = sorted({int(s["step"]) for s in states})
+    if len(steps) > 1:
+        raise PackMismatch(f"the runs of this pack are at different steps ({', '.join(map(str, steps))}); "
+                           f"train them one at a time with bench run")
+    return steps[0], states
+
+
+def member_optimizer_state(opt: torch.optim.Optimizer, k: int) -> dict[str, Any]:
+    """Member k's slice of an optimizer over stacked tensors, in the single-run state_dict format:
+    per-parameter tensors shaped like the stacked parameter are sliced, the rest (step counts) kept."""
+    full = opt.state_dict()
+    params = [p for group in opt.param_groups for p in group["params"]]
+    state = {i: {key: v[k].clone() if torch.is_tensor(v) and v.shape == params[i].shape else v
+                 for key, v in s.items()}
+             for i, s in full["state"].items()}
+    return {"state": state, "param_groups": full["param_groups"]}
+
+
+def stack_optimizer_states(opt: torch.optim.Optimizer, states: list[dict[str, Any]]) -> None:
+    """The members' single-run optimizer states (in member order) into one optimizer over stacked tensors."""
+    params = [p for group in opt.param_groups for p in group["params"]]
+    first = states[0]
+    stacked = {i: {key: torch.stack([s["state"][i][key] for s in states])
+                   if torch.is_tensor(v) and tuple(v.shape) == tuple(params[i].shape[1:]) else v
+                   for key, v in st.items()}
+               for i, st in first["state"].items()}
+    opt.load_state_dict({"state": stacked, "param_groups": first["param_groups"]})
+
+
+def stream_state(device: torch.device) -> dict[str, Any]:
+    """The CPU generator and `device`'s CUDA one: a pack's own stream, saved with every member."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_stream_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)

@@ -59,7 +59,7 @@ def train_runs(runs: list[RunDir], configs: list[RunConfig], progress: Optional[
     group = packed.members(variant, data, [c.loop.seed for c in configs], device,
                            torch.channels_last if nhwc else None, pack_mode)
     G, D = group.G, group.D
-    model, source = group.variant, group.data  # the variant and data, or a pack acting as both
+    model, source = group.model, group.source  # the variant and data, or a pack's stand-ins for them
     opt_g, opt_d = model.optimizers(G, D)
     start = group.restore([r.checkpoint_file for r in runs], device, opt_g, opt_d)
     amp = torch.autocast(device.type, torch.bfloat16, enabled=loop.amp)  # losses are cast to float32
@@ -132,9 +132,8 @@ def train_runs(runs: list[RunDir], configs: list[RunConfig], progress: Optional[
                 samples[k].write(G_k, done)
             evaluators[k].at_flush(G_k, done)
             if done % loop.ckpt_every == 0 or done == loop.steps:
-                checkpoint.save(run.checkpoint_file, step=done, G=G_k, D=D_k, opt_g=group.optimizer(opt_g, k),
-                                opt_d=group.optimizer(opt_d, k), rng=group.rng(k),
-                                extra={"spec": spec_record(data.spec), **group.extra()})
+                group.save(k, run.checkpoint_file, step=done, G=G_k, D=D_k, opt_g=opt_g, opt_d=opt_d,
+                           extra={"spec": spec_record(data.spec)})
             run.set_status("running", step=done)
         if all(ended):
             return list(ended)

@@ -1,8 +1,10 @@
 """Many seeds in one process: K runs that differ only in seed, trained as one batched model.
 
-The loop (bench/loop.py) trains *members*: the modules it steps, plus, per run, the nets, optimizer
-state and RNG state that go into that run's own folder. One run is a `Solo`: its nets are the
-modules. K runs are a `Pack`, and each member k reproduces the single run of seed k:
+The loop (bench/loop.py) trains `Members` (the Protocol below): the modules it steps, the losses it
+calls (a `Trainable`), the batches it draws (a `Source`), plus, per run, the nets, optimizer state and
+RNG state that go into that run's own folder. One run is a `Solo`: its modules are the run's nets,
+its Trainable the variant, its Source the data. K runs are a `Pack` (a `PackedVariant` for the
+losses, `PackedData` for the batches), and each member k reproduces the single run of seed k:
 
 - Nets. Member k's G and D are built as a single run builds them (global RNG seeded with its seed,
   then `variant.build`), then stacked: each parameter and buffer becomes one [K, ...] tensor
@@ -23,8 +25,9 @@ modules. K runs are a `Pack`, and each member k reproduces the single run of see
   losses draw random numbers; `vmap` can be forced for speed, and the mode and the reason are
   recorded in each run's status.
 - Records. At each flush member k's losses, a checkpoint in the single-run format (its nets, its
-  slice of the optimizer state, its RNG states) and its status go to run k's folder, so a report
-  cannot tell the runs apart from K separate ones, and a folder resumes as a pack or alone.
+  slice of the optimizer state, its RNG states: bench/checkpoint.py slices and stacks them) and its
+  status go to run k's folder, so a report cannot tell the runs apart from K separate ones, and a
+  folder resumes as a pack or alone.
 
 What stays different from K single runs is float rounding: a vmapped convolution is a grouped one,
 whose kernels sum in another order (about 1e-6 relative per step).
@@ -35,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -44,41 +47,79 @@ from torch.func import functional_call, stack_module_state, vmap
 from bench import checkpoint
 from bench.device import seed_everything
 from bench.errors import BenchError
-from bench.variant import Batch
+from bench.variant import Batch, Stats
 
 MODES = ("auto", "vmap", "loop")
+PackMismatch = checkpoint.PackMismatch  # raised where the members' checkpoints are read; caught by the scheduler
 
 
-class PackMismatch(BenchError):
-    """The runs of a pack cannot resume together (checkpoints at different steps, or some missing)."""
+# ---- the interface the loop is typed against
+
+
+@runtime_checkable
+class Trainable(Protocol):
+    """What the loop's step calls for losses, latents and optimizers: a Variant, or a PackedVariant."""
+
+    def sample_z(self, n: int, device: torch.device) -> Tensor: ...
+    def d_loss(self, G, D, batch: Batch, z: Tensor) -> tuple[Tensor, Stats]: ...  # loss: [] or [K]
+    def g_loss(self, G, D, batch: Batch, z: Tensor) -> tuple[Tensor, Stats]: ...
+    def optimizers(self, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]: ...
+    def after_d_step(self, D: nn.Module) -> None: ...
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Where the loop draws real batches: a DeviceData, or PackedData ([K, n, ...], one batch per member)."""
+
+    def sample(self, n: int) -> tuple[Tensor, Optional[Tensor]]: ...
+
+
+@runtime_checkable
+class Members(Protocol):
+    """What the loop trains and writes: a Solo (one run) or a Pack (K runs that differ only in seed)."""
+
+    size: int  # runs trained; member k writes the folder of the k-th run
+    G: nn.Module  # the modules the optimizers step (stacked [K, ...] tensors in a pack)
+    D: nn.Module
+    model: Trainable
+    source: Source
+
+    def nets(self, k: int) -> tuple[nn.Module, nn.Module]:
+        """Member k's G and D as ordinary nets, for its samples, evaluation and checkpoint."""
+
+    def restore(self, files: list, device: torch.device, opt_g, opt_d) -> int:
+        """Load every member's checkpoint (files[k]) if there are any; the step to start from."""
+
+    def save(self, k: int, path, *, step: int, G: nn.Module, D: nn.Module, opt_g, opt_d, extra: dict) -> None:
+        """Member k's checkpoint, from its nets (as nets(k) gave them) and the loop's optimizers."""
+
+    def record(self) -> dict[str, Any]:
+        """What status.json says about the pack under fast_paths; empty for one run."""
 
 
 class Solo:
     """One run trained on its own: the modules the loop steps are the run's nets; the RNG is global."""
 
-    size, mode = 1, "solo"
+    size = 1
 
     def __init__(self, variant, data, G: nn.Module, D: nn.Module):
-        self.variant, self.data, self.G, self.D = variant, data, G, D
+        self.model, self.source, self.G, self.D = variant, data, G, D
 
     def nets(self, k: int) -> tuple[nn.Module, nn.Module]:
         return self.G, self.D
 
-    def optimizer(self, opt, k: int):
-        return opt
-
-    def rng(self, k: int) -> Optional[dict]:
-        return None  # checkpoint.save takes the global states
-
-    def extra(self) -> dict:
-        return {}
-
-    def record(self) -> dict:
-        return {}
-
     def restore(self, files, device, opt_g, opt_d) -> int:
         start, _ = checkpoint.restore(files[0], device, G=self.G, D=self.D, opt_g=opt_g, opt_d=opt_d)
         return start
+
+    def save(self, k, path, *, step, G, D, opt_g, opt_d, extra) -> None:
+        checkpoint.save(path, step=step, G=G, D=D, opt_g=opt_g, opt_d=opt_d, extra=extra)  # the global RNG
+
+    def record(self) -> dict[str, Any]:
+        return {}
+
+
+# ---- the parts of a pack
 
 
 class MemberRNG:
@@ -89,7 +130,8 @@ class MemberRNG:
         self.cuda = device.type == "cuda"
         self.index = (device.index or 0) if self.cuda else 0
 
-    def _get(self) -> tuple[Tensor, Optional[Tensor]]:
+    def current(self) -> tuple[Tensor, Optional[Tensor]]:
+        """The generators now in use (CPU, and the device's CUDA one)."""
         return torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if self.cuda else None
 
     def _set(self, cpu: Tensor, gpu: Optional[Tensor]) -> None:
@@ -99,13 +141,13 @@ class MemberRNG:
 
     @contextlib.contextmanager
     def use(self, k: int):
-        outer = self._get()
+        outer = self.current()
         state = self.states[k]
         self._set(state["torch"], state["cuda"][self.index] if self.cuda else None)
         try:
             yield
         finally:
-            cpu, gpu = self._get()
+            cpu, gpu = self.current()
             state["torch"] = cpu
             if self.cuda:
                 state["cuda"] = list(state["cuda"])
@@ -182,42 +224,11 @@ class PackedNet(nn.Module):
             tensors[name][k].copy_(value)
 
 
-class _StateView:
-    """What checkpoint.save needs from an optimizer: its state_dict."""
-
-    def __init__(self, state: dict):
-        self._state = state
-
-    def state_dict(self) -> dict:
-        return self._state
-
-
-def member_optimizer_state(opt: torch.optim.Optimizer, k: int) -> dict:
-    """Member k's slice of an optimizer over stacked tensors, in the single-run state_dict format."""
-    full = opt.state_dict()
-    params = [p for group in opt.param_groups for p in group["params"]]
-    state = {i: {key: v[k].clone() if torch.is_tensor(v) and v.shape == params[i].shape else v
-                 for key, v in s.items()}
-             for i, s in full["state"].items()}
-    return {"state": state, "param_groups": full["param_groups"]}
-
-
-def stack_optimizer_states(opt: torch.optim.Optimizer, states: list[dict]) -> None:
-    params = [p for group in opt.param_groups for p in group["params"]]
-    first = states[0]
-    stacked = {i: {key: torch.stack([s["state"][i][key] for s in states])
-                   if torch.is_tensor(v) and tuple(v.shape) == tuple(params[i].shape[1:]) else v
-                   for key, v in st.items()}
-               for i, st in first["state"].items()}
-    opt.load_state_dict({"state": stacked, "param_groups": first["param_groups"]})
-
-
 class PackedData:
     """The run's data, drawn per member under the member's RNG: x is [K, n, ...]."""
 
     def __init__(self, data, rngs: MemberRNG, size: int):
         self.inner, self.rngs, self.size = data, rngs, size
-        self.spec, self.info = data.spec, data.info
 
     def sample(self, n: int) -> tuple[Tensor, Optional[Tensor]]:
         xs, ys = [], []
@@ -229,36 +240,17 @@ class PackedData:
         return torch.stack(xs), None if ys[0] is None else torch.stack(ys)
 
 
-def pack_seed(seeds: list[int]) -> int:
-    """Seed of the pack's own stream (draws inside losses in vmap mode): not any member's seed."""
-    text = "pack:" + ",".join(map(str, seeds))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+class PackedVariant:
+    """The variant's losses, latents and optimizers for K members: one loss per member ([K]), stats as
+    [K] vectors, z drawn per member under its RNG. `mode` says how the losses run (module docstring)."""
 
-
-class Pack:
-    """K members of one variant; to the loop it is both the variant (losses, z, optimizers) and the nets."""
-
-    def __init__(self, variant, seeds: list[int], data, device: torch.device, mode: str = "auto"):
-        if mode not in MODES:
-            raise BenchError(f"pack mode {mode!r} is not one of {', '.join(MODES)}")
-        self.inner, self.seeds, self.size = variant, list(seeds), len(seeds)
-        Gs, Ds, states = [], [], []
-        for seed in self.seeds:
-            seed_everything(seed)  # exactly what a single run does before building its nets
-            G, D = variant.build()
-            Gs.append(G.to(device))
-            Ds.append(D.to(device))
-            states.append(checkpoint.rng_state())
-        self.G, self.D = PackedNet(Gs).to(device), PackedNet(Ds).to(device)
-        self.rngs = MemberRNG(states, device)
-        self.data = PackedData(data, self.rngs, self.size)
-        self.variant = self
-        self.device = device
-        seed_everything(pack_seed(self.seeds))
+    def __init__(self, variant, G: PackedNet, D: PackedNet, rngs: MemberRNG, data: PackedData,
+                 device: torch.device, mode: str):
+        self.inner, self.G, self.D, self.rngs, self.data, self.device = variant, G, D, rngs, data, device
+        self.size = G.size
         self.reason = ""
         self.mode = self._probe() if mode == "auto" else mode
 
-    # ---- the variant interface the loop uses
     def sample_z(self, n: int, device: torch.device) -> Tensor:
         zs = []
         for k in range(self.size):
@@ -316,10 +308,10 @@ class Pack:
                        {n: b.clone() for n, b in self.D.tensors()[1].items()})
             x, y = self.data.sample(2)
             z = self.sample_z(2, self.device)
-            before = self.rngs._get()  # data and z drew under member states; the pack stream is untouched
+            before = self.rngs.current()  # data and z drew under member states; the pack stream is untouched
             for fn in (self.inner.d_loss, self.inner.g_loss):
                 self._losses(fn, self.G, self.D, Batch(x, y), z, buffers)
-            after = self.rngs._get()
+            after = self.rngs.current()
             if not all(a is None or torch.equal(a, b) for a, b in zip(before, after)):
                 self.reason = "the losses draw random numbers; under vmap they could not follow each seed's stream"
                 return "loop"
@@ -331,58 +323,66 @@ class Pack:
             checkpoint.set_rng_state(saved)
             self.rngs.states = members
 
-    # ---- what the loop writes per member
+
+def pack_seed(seeds: list[int]) -> int:
+    """Seed of the pack's own stream (draws inside losses in vmap mode): not any member's seed."""
+    text = "pack:" + ",".join(map(str, seeds))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+class Pack:
+    """K members of one variant: stacked nets, their losses (a PackedVariant) and their data (PackedData)."""
+
+    def __init__(self, variant, seeds: list[int], data, device: torch.device, mode: str = "auto"):
+        if mode not in MODES:
+            raise BenchError(f"pack mode {mode!r} is not one of {', '.join(MODES)}")
+        self.seeds, self.size, self.device = list(seeds), len(seeds), device
+        Gs, Ds, states = [], [], []
+        for seed in self.seeds:
+            seed_everything(seed)  # exactly what a single run does before building its nets
+            G, D = variant.build()
+            Gs.append(G.to(device))
+            Ds.append(D.to(device))
+            states.append(checkpoint.rng_state())
+        self.G, self.D = PackedNet(Gs).to(device), PackedNet(Ds).to(device)
+        self.rngs = MemberRNG(states, device)
+        self.source = PackedData(data, self.rngs, self.size)
+        seed_everything(pack_seed(self.seeds))
+        self.model = PackedVariant(variant, self.G, self.D, self.rngs, self.source, device, mode)
+
     def nets(self, k: int) -> tuple[nn.Module, nn.Module]:
         return self.G.member(k), self.D.member(k)
 
-    def optimizer(self, opt, k: int):
-        return _StateView(member_optimizer_state(opt, k))
-
-    def rng(self, k: int) -> dict:
-        return self.rngs.states[k]
-
-    def extra(self) -> dict[str, Any]:
-        """Saved with every member: the pack's own stream, so a resumed pack draws as before."""
-        state = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            state["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"pack_rng": state, "pack_seeds": self.seeds}
-
-    def record(self) -> dict[str, Any]:
-        out = {"size": self.size, "mode": self.mode, "seeds": self.seeds}
-        if self.reason:
-            out["why_not_vmap"] = self.reason
-        return out
+    def save(self, k, path, *, step, G, D, opt_g, opt_d, extra) -> None:
+        """Also saved with every member: the pack's own stream, so a resumed pack draws as before."""
+        checkpoint.save_member(path, k, step=step, G=G, D=D, opt_g=opt_g, opt_d=opt_d, rng=self.rngs.states[k],
+                               extra={**extra, "pack_rng": checkpoint.stream_state(self.device),
+                                      "pack_seeds": self.seeds})
 
     def restore(self, files, device, opt_g, opt_d) -> int:
         """Resume every member from its own checkpoint; all or none must exist, at one step."""
-        present = [f.exists() for f in files]
-        if not any(present):
-            return 0
-        if not all(present):
-            missing = [str(f.parent.parent) for f, p in zip(files, present) if not p]
-            raise PackMismatch(f"runs {', '.join(missing)} have no checkpoint while the rest of the pack has; "
-                             f"train them one at a time with bench run")
-        states = [checkpoint.load(f, device) for f in files]
-        steps = sorted({int(s["step"]) for s in states})
-        if len(steps) > 1:
-            raise PackMismatch(f"the runs of this pack are at different steps ({', '.join(map(str, steps))}); "
-                             f"train them one at a time with bench run")
+        step, states = checkpoint.load_members(files, device)
         for k, (f, s) in enumerate(zip(files, states)):
             self.G.load_member(k, s["G"], str(f))
             self.D.load_member(k, s["D"], str(f))
             self.rngs.states[k] = s["rng"]
-        stack_optimizer_states(opt_g, [s["opt_g"] for s in states])
-        stack_optimizer_states(opt_d, [s["opt_d"] for s in states])
-        pack_rng = states[0].get("extra", {}).get("pack_rng")
-        if pack_rng is not None:
-            torch.set_rng_state(pack_rng["torch"].cpu())
-            if "cuda" in pack_rng and device.type == "cuda":
-                torch.cuda.set_rng_state(pack_rng["cuda"].cpu(), device)
-        return steps[0]
+        if states:
+            checkpoint.stack_optimizer_states(opt_g, [s["opt_g"] for s in states])
+            checkpoint.stack_optimizer_states(opt_d, [s["opt_d"] for s in states])
+            pack_rng = states[0].get("extra", {}).get("pack_rng")
+            if pack_rng is not None:
+                checkpoint.set_stream_state(pack_rng, device)
+        return step
+
+    def record(self) -> dict[str, Any]:
+        out = {"size": self.size, "mode": self.model.mode, "seeds": self.seeds}
+        if self.model.reason:
+            out["why_not_vmap"] = self.model.reason
+        return out
 
 
-def members(variant, data, seeds: list[int], device: torch.device, memory_format=None, mode: str = "auto"):
+def members(variant, data, seeds: list[int], device: torch.device, memory_format=None,
+            mode: str = "auto") -> Members:
     """Solo for one seed (the nets built as always), a Pack for several."""
     if len(seeds) == 1:
         G, D = variant.build()

@@ -118,3 +118,22 @@ def test_bench_run_pack_groups_seeds_and_writes_ordinary_folders(bench_cli, writ
     assert sorted(sizes) == [1, 1, 2, 2, 2, 2]  # per variant: seeds 0 and 1 packed, seed 2 alone
     code, _, err = bench_cli("run", str(write_grid(grid)), "--pack", "2")
     assert code == 0 and "0 to train" in err
+
+
+def test_solo_and_pack_are_the_members_the_loop_is_typed_against():
+    from bench import packed, registry
+    from bench.data import DeviceData
+
+    c = configs()[0]
+    data = registry.datasets.get(c.dataset).load(c.data, c.loop.image_size, torch.device("cpu"))
+    variant = registry.variants.get(c.variant)(c.options, data.spec)
+    solo = packed.members(variant, data, [3], torch.device("cpu"))
+    pack = packed.members(variant, data, [3, 4], torch.device("cpu"))
+    assert isinstance(solo, packed.Solo) and isinstance(pack, packed.Pack)
+    for group in (solo, pack):
+        assert isinstance(group, packed.Members)
+        assert isinstance(group.model, packed.Trainable) and isinstance(group.source, packed.Source)
+    assert solo.model is variant and isinstance(solo.source, DeviceData)  # one run: no stand-ins
+    assert isinstance(pack.model, packed.PackedVariant) and isinstance(pack.source, packed.PackedData)
+    x, _ = pack.source.sample(2)
+    assert x.shape[:2] == (2, 2) and pack.model.sample_z(2, torch.device("cpu")).shape[:2] == (2, 2)
