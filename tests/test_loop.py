@@ -1,4 +1,5 @@
-"""The shared loop: exact resume after a kill, divergence recorded, learning measured."""
+"""The shared loop: exact resume after a kill, divergence recorded, learning measured, record names
+kept apart."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import yaml
 
 from bench import checkpoint, registry
 from bench.config import resolve
-from bench.loop import train
+from bench.errors import BenchError
+from bench.loop import record_names, train
 from bench.runs import RunDir
 from bench.sampling import load_generator
 from bench.variant import Batch
@@ -180,3 +182,44 @@ def test_loop_step_is_plain_autograd_on_the_variants_losses(tmp_path, name):
         for tensor_name, value in net.state_dict().items():
             torch.testing.assert_close(looped[key][tensor_name], value, rtol=1e-5, atol=1e-6,
                                        msg=lambda m: f"{name} {key}.{tensor_name}: {m}")
+
+
+class SameStatName(MLPGAN):
+    """A test variant whose D and G losses report a stat of the same name."""
+
+    name = "same_stat"
+
+    def d_loss(self, G, D, batch, z):
+        loss, stats = super().d_loss(G, D, batch, z)
+        return loss, {**stats, "score": loss.detach() * 0 + 1}
+
+    def g_loss(self, G, D, batch, z):
+        loss, stats = super().g_loss(G, D, batch, z)
+        return loss, {**stats, "score": loss.detach() * 0 + 2}
+
+
+def test_a_stat_both_phases_report_is_kept_apart(tmp_path, monkeypatch):
+    registry.variants.names()
+    monkeypatch.setitem(registry.variants._entries, "same_stat", SameStatName)
+    config = resolve({"variant": "same_stat", "dataset": "ring8", "steps": 2, "batch_size": 8, "log_every": 2,
+                      "ckpt_every": 2, "eval_every": -1, "device": "cpu"})
+    run = RunDir(tmp_path, "g", config.run_id)
+    run.write_config(config.flat())
+    assert train(run, config) == "done"
+    values = {r["name"]: r["value"] for r in run.read_metrics() if r["kind"] == "train"}
+    assert values["d.score"] == 1 and values["g.score"] == 2 and "score" not in values
+    assert {"loss_d", "loss_g", "d_real", "d_fake", "d_fake_g"} <= set(values)  # the other names as always
+
+
+@pytest.mark.parametrize("keys,names", [
+    ([("d", "loss_d"), ("d", "d_real"), ("g", "loss_g"), ("g", "d_fake_g")], ["loss_d", "d_real", "loss_g", "d_fake_g"]),
+    ([("d", "loss_d"), ("d", "x"), ("g", "loss_g"), ("g", "x")], ["loss_d", "d.x", "loss_g", "g.x"]),
+    ([("d", "loss_d"), ("g", "loss_g"), ("g", "loss_d")], ["d.loss_d", "loss_g", "g.loss_d"]),
+])
+def test_record_names(keys, names):
+    assert record_names(keys) == names
+
+
+def test_a_stat_named_like_its_own_loss_is_refused():
+    with pytest.raises(BenchError, match="'d.loss_d'"):
+        record_names([("d", "loss_d"), ("d", "loss_d"), ("g", "loss_g")])
