@@ -1,5 +1,5 @@
-"""Where a run computes and how its randomness starts: a leaf that the loop, packs, evaluation and the
-commands all use, so none of them has to import another for it."""
+"""Where a run computes, how its randomness starts, and what the device actually ran: a leaf that the
+loop, packs, evaluation and the commands all use, so none of them has to import another for it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import torch
+from torch import nn
 
 from bench.errors import BenchError
 
@@ -24,3 +25,42 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+# ---- which fast paths ran (status.json's fast_paths), read off the nets and optimizers, not the config
+
+_PRECISION = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "off"}
+
+
+def precision_ran(D: nn.Module, variant, spec, device: torch.device, amp: torch.autocast) -> str:
+    """What D's convolutions and linear layers compute in under the loop's autocast: "bf16", "off"
+    (float32, also where autocast is on but the layers run outside it) or "mixed (...)". One forward of
+    two blank inputs in eval mode under no_grad, the RNG put back: no BN statistic, spectral-norm
+    vector or random stream moves, so a run trains the same with or without this probe."""
+    seen: list[torch.dtype] = []
+    layers = [m for m in D.modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
+    hooks = [m.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype)) for m in layers]
+    x = torch.zeros(2, *spec.shape, device=device)
+    y = torch.zeros(2, dtype=torch.long, device=device) if variant.conditional else None
+    was_training = D.training
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad(), amp:
+            variant.discriminate(D.eval(), x, y)
+    finally:
+        D.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    ran = sorted({_PRECISION.get(dtype, str(dtype).removeprefix("torch.")) for dtype in seen}) or ["off"]
+    return ran[0] if len(ran) == 1 else f"mixed ({', '.join(ran)})"
+
+
+def channels_last_ran(*nets: nn.Module) -> bool:
+    """Whether the conv weights are stored channels_last: every 4-D parameter, and there is one. A
+    pack's stacked weights are 5-D, so a pack reads False: it trains in the default format."""
+    weights = [p for net in nets for p in net.parameters() if p.dim() == 4]
+    return bool(weights) and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+
+
+def fused_ran(*opts: torch.optim.Optimizer) -> bool:
+    """Whether every optimizer was built with fused kernels (a variant's own optimizer may not be)."""
+    return all(bool(opt.defaults.get("fused")) for opt in opts)

@@ -10,7 +10,8 @@ records appended, and checkpoints written.
 Runs that differ only in seed can be trained together as one batched model (`train_runs`, with
 bench/packed.py): the step is the same code, the flush writes each run's own folder. Fast paths
 (bf16 autocast, torch.compile, fused Adam, channels_last) are LoopConfig switches, and which one
-actually ran is written to status.json as `fast_paths`.
+actually ran, read off the nets and optimizers rather than the config, is written to status.json
+as `fast_paths`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 from bench import checkpoint, packed, registry
 from bench.config import LoopConfig, RunConfig
 from bench.data import DeviceData
-from bench.device import pick_device, seed_everything
+from bench.device import channels_last_ran, fused_ran, pick_device, precision_ran, seed_everything
 from bench.errors import BenchError
 from bench.evaluation import Evaluator
 from bench.runs import RunDir
@@ -209,14 +210,15 @@ def _setup(runs: list[RunDir], configs: list[RunConfig], data: Optional[DeviceDa
     amp = torch.autocast(device.type, torch.bfloat16, enabled=loop.amp)  # losses are cast to float32
     phases = (Phase("d", group.D, group.G, opt_d, model.d_loss, options.d_steps, model.after_d_step),
               Phase("g", group.G, group.D, opt_g, model.g_loss, options.g_steps))
+    precision = precision_ran(group.D if group.size == 1 else group.nets(0)[1], variant, data.spec, device, amp)
     G, D, compiled = group.G, group.D, "off"
     if loop.compile:
         G, D, compiled = _compiled(group, phases, loop.batch_size, device, amp) if group.size == 1 \
             else (G, D, "off (a pack runs eager)")
     t = Training(runs=runs, loop=loop, data=data, device=device, group=group, phases=phases, opt_g=opt_g,
                  opt_d=opt_d, G=G, D=D, amp=amp, start=start, images_per_step=loop.batch_size * options.d_steps)
-    paths = {"amp": "bf16" if loop.amp else "off", "compile": compiled, "fused_optim": variant.fused_optim,
-             "channels_last": nhwc,
+    paths = {"amp": precision, "compile": compiled, "fused_optim": fused_ran(opt_g, opt_d),
+             "channels_last": channels_last_ran(group.G, group.D),
              **({"pack": group.record()} if group.size > 1 else {})}
     _open_runs(t, configs, variant, paths)
     return t

@@ -1,5 +1,5 @@
-"""The shared loop: exact resume after a kill, divergence recorded, learning measured, record names
-kept apart."""
+"""The shared loop: exact resume after a kill, divergence recorded, learning measured, fast paths and
+record names as they ran."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from torch import nn
 
 from bench import checkpoint, registry
 from bench.config import resolve
@@ -182,6 +183,51 @@ def test_loop_step_is_plain_autograd_on_the_variants_losses(tmp_path, name):
         for tensor_name, value in net.state_dict().items():
             torch.testing.assert_close(looped[key][tensor_name], value, rtol=1e-5, atol=1e-6,
                                        msg=lambda m: f"{name} {key}.{tensor_name}: {m}")
+
+
+class _Float32D(nn.Module):
+    """A D whose layers run outside autocast: what a variant doing its own precision would do."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, enabled=False):
+            return self.inner(x.float())
+
+
+class Defiant(MLPGAN):
+    """A test variant that ignores two fast-path switches: fused Adam always, D in float32 under amp."""
+
+    name = "defiant"
+
+    def build(self):
+        G, D = super().build()
+        return G, _Float32D(D)
+
+    def optimizers(self, G, D):
+        return (torch.optim.Adam(G.parameters(), lr=1e-3, fused=True),
+                torch.optim.Adam(D.parameters(), lr=1e-3, fused=True))
+
+
+def _fast_paths(tmp_path, variant: str, **keys) -> dict:
+    config = resolve({"variant": variant, "dataset": "ring8", "steps": 2, "batch_size": 8, "log_every": 2,
+                      "ckpt_every": 2, "eval_every": -1, "device": "cpu", **keys})
+    run = RunDir(tmp_path / variant, "g", config.run_id)
+    run.write_config(config.flat())
+    assert train(run, config) == "done"
+    return run.status()["fast_paths"]
+
+
+def test_fast_paths_record_what_ran_not_what_was_asked(tmp_path, monkeypatch):
+    registry.variants.names()
+    monkeypatch.setitem(registry.variants._entries, "defiant", Defiant)
+    asked = {"amp": True, "fused_optim": False, "channels_last": True}
+    assert _fast_paths(tmp_path, "mlp_gan", **asked) == {"amp": "bf16", "compile": "off", "fused_optim": False,
+                                                          "channels_last": False}  # points: no conv weight
+    assert _fast_paths(tmp_path, "defiant", **asked) == {"amp": "off", "compile": "off", "fused_optim": True,
+                                                          "channels_last": False}
 
 
 class SameStatName(MLPGAN):
