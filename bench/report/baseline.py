@@ -46,13 +46,13 @@ def _pairs(texts: list[str], data: GridData, view: View) -> list:
         key, raw = key.strip(), raw.strip()
         if not sep or not key:
             raise BenchError(f"--baseline {item!r}: expected KEY=VALUE, e.g. variant=dcgan")
+        if (is_stratum_key(key) and key in data.varying) or any(a.name == key and a.stratum for a in view.axes):
+            raise BenchError(f"--baseline {item!r}: {key} separates strata (datasets, protocols); a baseline is "
+                             "chosen within each of them, so name a key that varies inside one")
         named = named_value(view, key, raw)
         if named:
             preds.append(lambda cfg, vs=named: any(matches(v, cfg) for v in vs))
             continue
-        if is_stratum_key(key) and key in data.varying:
-            raise BenchError(f"--baseline {item!r}: {key} separates strata (datasets, protocols); a baseline is "
-                             "chosen within each of them, so name a key that varies inside one")
         if key not in data.varying:
             axes = ", ".join(a.name for a in view.axes)
             raise BenchError(f"--baseline {item!r}: {key!r} does not vary in grid {data.name}; varying keys: "

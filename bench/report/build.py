@@ -159,7 +159,9 @@ def draw_figures(report: Report, fig_dir: Path, max_panels: int) -> None:
     report.shown_configs = list(shown["config"])
     runs = data.runs[data.runs["finished"]][["run_id", "config_id"]].merge(lay, on="config_id")
     runs["order"] = runs["config_id"].map({c: i for i, c in enumerate(lay["config_id"])})
-    rec = data.records.merge(runs[runs["config"].isin(report.shown_configs)], on="run_id")
+    ev = data.records
+    ev = ev.loc[ev["column"].to_numpy() >= 0, ["run_id", "column", "step", "value"]]  # evaluations only
+    rec = ev.merge(runs[runs["config"].isin(report.shown_configs)], on="run_id")
     rec = rec.sort_values(["order", "run_id", "step"], kind="stable")
     used: set[str] = set()
     for col in (c for c, _ in report.column_rows()):
@@ -223,18 +225,23 @@ def collect_samples(report: Report) -> None:
                 break
 
 
-def write_report(grid_dir: Path, out_dir: Path, options: Options = Options()) -> dict[str, float]:
-    """Write the requested formats under out_dir; returns seconds per stage, for the speed check."""
+def write_report(grid_dir: Path, out_dir: Path, options: Options = Options(),
+                 keep: list | None = None) -> dict[str, float]:
+    """Write the requested formats under out_dir; returns seconds per stage, for the speed check.
+    `keep`, when given, receives the computed Report (for a comparison of several grids)."""
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     data, sig = load_grid_cached(grid_dir, out_dir / ".cache" / "grid")
     times["load"] = time.perf_counter() - t0
     report = compute(data, options)
+    if keep is not None:
+        keep.append(report)
     times["stats"] = time.perf_counter() - t0 - sum(times.values())
     fig_dir = out_dir / "figures"
     if {"html", "md"} & set(options.formats):
-        draw_figures(report, fig_dir, options.max_panels)
-        visuals.headline_figures(report, fig_dir)
+        with figures.batch():
+            draw_figures(report, fig_dir, options.max_panels)
+            visuals.headline_figures(report, fig_dir)
         collect_samples(report)
         visuals.headline_samples(report)
         keep = {f.path.name for f in [*report.figures, *report.headline_figures.values()]}

@@ -8,10 +8,14 @@ Agg backend, no display. Mathtext is off: a config label with a '$' is text, not
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import multiprocessing as mp
+import os
 import re
 import textwrap
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +34,7 @@ STYLE = {"text.parse_math": False, "figure.dpi": 100, "savefig.dpi": 100, "axes.
 BAND_RESAMPLES = 1_000
 BAND_SEED = 0
 OUTCOME_COLOURS = {"ok": "#1f77b4", "collapsed": "#d62728", "diverged": "black"}
-FIGURE_VERSION = "3"  # bump when a drawing changes, so cached files are redrawn
+FIGURE_VERSION = "4"  # bump when a drawing changes, so cached files are redrawn
 
 
 def _key(kind: str, frame: pd.DataFrame, *extra) -> str:
@@ -47,20 +51,73 @@ def file_name(text: str) -> str:
     return (_UNSAFE.sub("-", text).strip("-.")[:120] or "figure") + ".png"
 
 
+@dataclass
+class Drawing:
+    """How figures are produced. The defaults are the fast path; `legacy()` is the path before it
+    (a second layout pass for bbox_inches="tight", zlib level 6, one process), kept so the report
+    benchmark can time both in one run (python -m bench.report.benchmark)."""
+
+    tight: bool = False  # margins are set by hand in every figure, so no second layout pass
+    compress_level: int = 1  # PNG zlib level: 1 writes several times faster than 6, files ~30% larger
+    jobs: int = 2  # figures drawn in parallel by forked workers (Agg is per process); 1 = in this process
+
+    @classmethod
+    def legacy(cls) -> "Drawing":
+        return cls(tight=True, compress_level=6, jobs=1)
+
+
+DRAWING = Drawing()
+_pending: list | None = None  # (path, stamp, key, draw) queued inside batch()
+
+
+def _render(path: Path, stamp: Path, key: str, draw: Callable[[], plt.Figure], how: Drawing) -> None:
+    with plt.rc_context(STYLE):
+        fig = draw()
+        try:
+            save_atomic(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight" if how.tight else None,
+                                                      pil_kwargs={"compress_level": how.compress_level}))
+        finally:
+            plt.close(fig)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(stamp, key)
+
+
 def _cached(out_dir: Path, name: str, key: str, draw: Callable[[], plt.Figure]) -> Path:
-    """Draw and save only when the file is missing or was drawn from other data (its .keys/ entry)."""
+    """Draw and save only when the file is missing or was drawn from other data (its .keys/ entry);
+    inside batch() the drawing is queued and done when the batch closes."""
     path = out_dir / name
     stamp = out_dir / ".keys" / (name + ".key")
     if not (path.is_file() and stamp.is_file() and stamp.read_text() == key):
-        with plt.rc_context(STYLE):
-            fig = draw()
-            try:
-                save_atomic(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
-            finally:
-                plt.close(fig)
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(stamp, key)
+        if _pending is not None:
+            _pending.append((path, stamp, key, draw))
+        else:
+            _render(path, stamp, key, draw, DRAWING)
     return path
+
+
+def _run_job(i: int) -> None:
+    path, stamp, key, draw = _pending[i]
+    _render(path, stamp, key, draw, DRAWING)
+
+
+@contextlib.contextmanager
+def batch(how: Drawing | None = None):
+    """Queue every figure drawn inside, then draw them, in DRAWING.jobs forked processes when there
+    are several (each worker inherits the queued closures at fork time: nothing is pickled)."""
+    global _pending, DRAWING
+    old, _pending = DRAWING, []
+    DRAWING = how or DRAWING
+    try:
+        yield
+        jobs = min(DRAWING.jobs, len(_pending), os.cpu_count() or 1)
+        if jobs > 1 and "fork" in mp.get_all_start_methods():
+            with mp.get_context("fork").Pool(jobs) as pool:
+                pool.map_async(_run_job, range(len(_pending)), chunksize=1).get(timeout=600)
+        else:
+            for i in range(len(_pending)):
+                _run_job(i)
+    finally:
+        _pending, DRAWING = None, old
 
 
 def _wrap(text: str, width: int = 48) -> str:
@@ -164,9 +221,9 @@ def loss_figure(out_dir: Path, losses: pd.DataFrame, marks: pd.DataFrame, max_pa
                    plt.Line2D([], [], color=colors["loss_g"], label="G loss"),
                    plt.Line2D([], [], color="#d62728", ls="--", label="collapse onset"),
                    plt.Line2D([], [], color="black", marker="x", ls="", label="diverged")]
-        fig.legend(handles=handles, loc="upper center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.02))
+        fig.legend(handles=handles, loc="upper center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.0))
         fig.supxlabel("step (G updates)", fontsize=9)
-        fig.subplots_adjust(left=0.5 / (4.2 * cols), right=0.98, bottom=0.5 / (2.8 * rows), top=1 - 0.55 / (2.8 * rows),
+        fig.subplots_adjust(left=0.5 / (4.2 * cols), right=0.98, bottom=0.5 / (2.8 * rows), top=1 - 0.75 / (2.8 * rows),
                             hspace=0.4, wspace=0.22)
         return fig
 
@@ -186,7 +243,8 @@ def final_figure(out_dir: Path, scores: pd.DataFrame, title: str, higher: bool |
     row = {c: i for i, c in enumerate(order)}
 
     def draw():
-        fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * len(order)))
+        label_in = 0.3 + 0.062 * max([len(line) for c in order for line in _wrap(c, 60).splitlines()] or [8])
+        fig, ax = plt.subplots(figsize=(max(7.5, label_in + 5.5), 1.2 + 0.32 * len(order)))
         groups = [(row[c], g["value"].to_numpy(float)) for c, g in finite.groupby("config", sort=False)]
         if groups:
             ax.boxplot([v for _, v in groups], positions=[i for i, _ in groups], orientation="horizontal",
@@ -207,6 +265,9 @@ def final_figure(out_dir: Path, scores: pd.DataFrame, title: str, higher: bool |
         ax.set_ylim(len(order) - 0.5, -0.5)  # first configuration on top
         ax.set_title(_wrap(title, 90))
         ax.grid(axis="x", alpha=0.3)
+        # margins in inches, set by hand (no second layout pass): the widest label on the left, legend right
+        w, h = fig.get_size_inches()
+        fig.subplots_adjust(left=label_in / w, right=1 - 1.2 / w, bottom=0.55 / h, top=1 - 0.5 / h)
         return fig
 
     return _cached(out_dir, file_name(name or f"final-{title}"), _key("final", frame, title, higher, order), draw)

@@ -70,10 +70,23 @@ def _flatten(mapping: dict, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+class _KeyLoader(yaml.SafeLoader):
+    """Safe YAML, except that a mapping key keeps its text: `off:` names a bundle, it is not False."""
+
+    def construct_mapping(self, node, deep=False):
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:bool":
+                key_node.tag = "tag:yaml.org,2002:str"
+        return super().construct_mapping(node, deep)
+
+
+_KeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _KeyLoader.construct_mapping)
+
+
 def parse_axes(grid_text: str) -> list[Axis]:
     """The axes of a grid file's `grid:` section; anything unreadable gives no axes (labels fall back)."""
     try:
-        doc = yaml.safe_load(grid_text or "") or {}
+        doc = yaml.load(grid_text or "", Loader=_KeyLoader) or {}
     except yaml.YAMLError:
         return []
     grid = doc.get("grid") if isinstance(doc, dict) else None

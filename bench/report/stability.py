@@ -221,7 +221,7 @@ def reach_collapse(records: pd.DataFrame, columns: pd.DataFrame, protocols: dict
     ev = records[records["column"] >= 0]
     if ev.empty or not t.reach:
         return pd.DataFrame(columns=cols)
-    first = ev.groupby("run_id", observed=True)["step"].min()
+    first = {str(k): v for k, v in ev.groupby("run_id", observed=True)["step"].min().items()}
     found = []
     for col, name, label, proto_key in columns[["column", "name", "label", "protocol"]].itertuples(index=False):
         rule = rule_for(t.reach, name, label)
@@ -231,14 +231,14 @@ def reach_collapse(records: pd.DataFrame, columns: pd.DataFrame, protocols: dict
         part = ev[ev["column"] == col]
         ceiling = column_ideal(name, label, protocols.get(proto_key, {}))
         real = ev[(ev["name"] == f"{name}_real") & (ev["protocol"] == proto_key)]
-        per_run_ceiling = real.groupby("run_id", observed=True)["value"].mean()
+        per_run_ceiling = {str(k): v for k, v in real.groupby("run_id", observed=True)["value"].mean().items()}
         best = part.groupby("run_id", observed=True)["value"].max()
-        for rid, b in best.items():
+        for rid, b in zip(best.index.astype(str), best.to_numpy(float)):
             c = per_run_ceiling.get(rid, ceiling)
             if c is None or not np.isfinite(c) or c <= 0:
                 continue
             if not (b >= share * c):  # NaN best: never reached it either
-                found.append({"run_id": str(rid), "collapse_onset": int(first[rid]),
+                found.append({"run_id": rid, "collapse_onset": int(first[rid]),
                               "collapse_by": f"{label} best {b:.3g} < {rule} of {c:.3g}",
                               "rule": f"reach.{_rule_key(t.reach, name, label)}"})
     return pd.DataFrame(found, columns=cols)

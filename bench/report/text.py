@@ -2,32 +2,44 @@
 
 The CSVs keep full float precision (they are data); Markdown and LaTeX use the same 4-digit
 formatting as the page. LaTeX tables use booktabs rules and escape every special character, so a
-config value such as `lr_d=2e-4` or a label `FD@2k/train` compiles as written.
+config value such as `lr_d=2e-4` or a label `FD@2k/train` compiles as written. Markdown gets every
+string that comes from a record or a config through md_escape, as the page escapes its HTML.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
 from bench.report import stats
 from bench.report.load import tidy
 from bench.report.model import KIND_TITLE, Report, direction, fmt, fmt_int, method_note, p_text
+from bench.report.render_headline import banner_lines, md_headline
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-        "±": r"$\pm$", "–": "--", "−": "$-$"}
+        "±": r"$\pm$", "–": "--", "−": "$-$", "↑": r"$\uparrow$", "↓": r"$\downarrow$"}
 
 
 def tex_escape(text) -> str:
     return "".join(_TEX.get(ch, ch) for ch in str(text))
 
 
-def _md_cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+# What a Markdown renderer could read as markup in a record- or config-derived string: a `<` or `&`
+# that can start an HTML tag, comment or entity (a bare `n<5` cannot, and stays readable), a table
+# cell border, a code span, a backslash, the `](` / `][` of a link, a line break.
+_MD_MARKUP = re.compile(r"<(?=[A-Za-z/!?])|&(?=[A-Za-z#])|[|`\\\r\n]|\](?=[(\[])")
+_MD = {"<": "&lt;", "&": "&amp;", "|": "\\|", "`": "\\`", "\\": "\\\\", "]": "\\]", "\n": " ", "\r": " "}
+
+
+def md_escape(text) -> str:
+    """A record- or config-derived string as inert Markdown text, on one line."""
+    return _MD_MARKUP.sub(lambda m: _MD[m.group()], str(text))
 
 
 def _cells(r, curve: bool) -> list[str]:
@@ -48,26 +60,30 @@ def _headers(curve: bool) -> list[str]:
 
 def render_markdown(report: Report, out_dir: Path) -> str:
     data = report.data
-    lines = [f"# GAN Bench report: {data.name}", "",
+    lines = [f"# GAN Bench report: {md_escape(data.name)}", "",
              f"{len(data.runs)} runs, {data.runs['config_id'].nunique()} configurations, baseline "
-             f"`{report.baseline.text if report.baseline else 'none'}`. Full page: index.html.", ""]
+             f"`{md_escape(report.baseline.text) if report.baseline else 'none'}`. Full page: index.html.", ""]
+    lines += [f"**{md_escape(b)}**" for b in banner_lines(report)] + [""] if banner_lines(report) else []
+    for h in report.headlines.values():
+        lines += md_headline(h, md_escape)
     if report.warnings:
-        lines += ["**Warnings**", ""] + [f"- {_md_cell(w)}" for w in report.warnings] + [""]
-    lines += [method_note(report), ""]
+        lines += ["**Warnings**", ""] + [f"- {md_escape(w)}" for w in report.warnings] + [""]
+    lines += [md_escape(method_note(report)), ""]
     for col, rows in report.column_rows():
         curve = col.kind == "curve"
-        lines += [f"## {_md_cell(col.label or col.name)} ({col.name}, {KIND_TITLE.get(col.kind, col.kind)}, "
+        lines += [f"## {md_escape(col.label or col.name)} ({md_escape(col.name)}, "
+                  f"{md_escape(KIND_TITLE.get(col.kind, col.kind))}, "
                   f"{direction(col.higher_is_better) or 'direction unknown'})", ""]
         heads = _headers(curve)
         lines += ["| " + " | ".join(heads) + " |", "|" + "|".join(["---"] + ["---:"] * (len(heads) - 1)) + "|"]
-        lines += ["| " + " | ".join(_md_cell(c) for c in _cells(r, curve)) + " |" for r in rows.itertuples(index=False)]
+        lines += ["| " + " | ".join(md_escape(c) for c in _cells(r, curve)) + " |" for r in rows.itertuples(index=False)]
         lines.append("")
     st = report.stability
     lines += ["## Stability", "", f"{int(st['diverged'].sum())} of {len(st)} runs diverged, "
               f"{int(st['collapsed'].sum())} collapsed. Thresholds: "
-              + ", ".join(f"`{k}={v}`" for k, v in report.thresholds.describe()), ""]
+              + ", ".join(f"`{md_escape(k)}={md_escape(v)}`" for k, v in report.thresholds.describe()), ""]
     if report.figures:
-        lines += ["## Figures", ""] + [f"![{_md_cell(f.title)}]({Path(os.path.relpath(f.path, out_dir)).as_posix()})"
+        lines += ["## Figures", ""] + [f"![{md_escape(f.title)}]({quote(Path(os.path.relpath(f.path, out_dir)).as_posix())})"
                                        for f in report.figures] + [""]
     return "\n".join(lines)
 
