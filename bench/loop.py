@@ -47,8 +47,9 @@ def _no_hook(net: nn.Module) -> None:
 class Phase:
     """One kind of update in a loop step, run `repeats` times on a fresh batch and fresh z each time."""
 
-    name: str  # "d" or "g": its loss is recorded as loss_<name>; its stats keep their names unless
-    # both phases use one, which then becomes <name>.<stat> in each (record_names)
+    # "d" or "g": the phase's loss is recorded as loss_<name>; its stats keep their own names, except
+    # one that both phases report, which becomes <name>.<stat> in each (record_names)
+    name: str
     net: nn.Module  # the net this phase updates
     other: nn.Module  # the net held frozen meanwhile (see frozen)
     opt: torch.optim.Optimizer
