@@ -46,6 +46,7 @@ class _Mixture(Dataset):
     carry each paper's own radius, spacing and std (Unrolled GAN's ring is radius 2, std 0.02)."""
 
     kind = "points"
+    feature_family = "points"  # scored against the known centres, no extractor
 
     @classmethod
     def geometry(cls, options) -> tuple[torch.Tensor, dict]:
@@ -104,6 +105,8 @@ def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
 @datasets.register("digits")
 class Digits(Dataset):
     """The 8x8 digits, resized to the run's size and replicated to 3 channels; 10 classes."""
+
+    feature_family = "domain"  # metrics in the space of an extractor fitted on the digit labels
 
     @classmethod
     def load(cls, options: DataOptions, image_size: int, device: torch.device) -> ImageData:

@@ -50,6 +50,7 @@ def read_attributes(path: Path) -> list[tuple[str, int, int]]:
 class CartoonSet(FileDataset):
     Options = CartoonOptions
     fetchable = True
+    feature_family = "natural"  # Inception and VGG16
 
     @classmethod
     def source(cls, options: CartoonOptions, image_size: int) -> Source:

@@ -46,6 +46,8 @@ def decode_labelled(root: Path, files: list[str], labels: list[int] | None, clas
 class ImageFolder(FileDataset):
     """Your own folder: images directly in it (unlabelled), or one subfolder of images per class."""
 
+    feature_family = "natural"  # Inception and VGG16: nothing is known about the pictures
+
     @classmethod
     def fix(cls, root: Path) -> str:
         return "set data.root to a folder of images, or of class subfolders of images"
@@ -79,6 +81,8 @@ class Anime(FileDataset):
     Metadata files beside the images (tags_clean.csv and the like) are ignored: no parser is
     configured, and the bench trains these unconditionally.
     """
+
+    feature_family = "natural"  # Inception and VGG16
 
     @classmethod
     def source(cls, options: FileOptions, image_size: int) -> Source:

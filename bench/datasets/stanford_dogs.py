@@ -67,6 +67,7 @@ def read_boxes(path: Path) -> list[Box]:
 class StanfordDogs(FileDataset):
     Options = DogsOptions
     fetchable = True
+    feature_family = "natural"  # Inception and VGG16
 
     @classmethod
     def source(cls, options: DogsOptions, image_size: int) -> Source:

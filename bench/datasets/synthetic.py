@@ -48,6 +48,7 @@ class StackedDigits(Dataset):
     """Three scikit-learn digits as R, G, B; the mode label is 100*d_R + 10*d_G + d_B (1,000 modes)."""
 
     Options = StackedOptions
+    feature_family = "domain_stacked"  # a per-channel digit extractor, and a judge counting the 1,000 modes
 
     @classmethod
     def check(cls, options: StackedOptions, image_size: int) -> None:
@@ -148,6 +149,8 @@ def render_shape(size: int, k: int, classes: int, rng: np.random.Generator) -> n
 @datasets.register("shapes")
 class Shapes(Dataset):
     """Procedural coloured shapes on varied backgrounds, K classes: the 120-class path without Stanford Dogs."""
+
+    feature_family = "domain"  # metrics in the space of an extractor fitted on the shape classes
 
     Options = ShapesOptions
 

@@ -77,6 +77,7 @@ def resize_all(pixels: np.ndarray, size: int) -> np.ndarray:
 
 @datasets.register("mnist")
 class MNIST(_Torchvision):
+    feature_family = "domain"  # metrics in the space of an extractor fitted on the digit labels
     _raw = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     # torchvision checks all four files whichever split is read.
     files = {"train": [f"MNIST/raw/{f}" for f in _raw], "test": [f"MNIST/raw/{f}" for f in _raw]}
@@ -90,6 +91,7 @@ class MNIST(_Torchvision):
 
 @datasets.register("cifar10")
 class CIFAR10(_Torchvision):
+    feature_family = "natural"  # Inception and VGG16
     # torchvision verifies every batch file (md5) whichever split is read.
     _all = [f"cifar-10-batches-py/{f}" for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]]
     files = {"train": _all, "test": _all}

@@ -9,22 +9,25 @@ random_state, so a run trains identically with and without evaluation.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from bench import registry
-from bench.metrics import extractors
+from bench.errors import BenchError
+from bench.metrics import diversity, extractors
 from bench.metrics.fidelity import Weights, to_uint8
 from bench.metrics.records import own_library
 from bench.samples import EVAL_SEED, eval_latents, generate
 
-# Built-in image datasets whose own labels give a meaningful feature space (PROTOCOLS 1.5, 4); every
-# other image dataset is natural imagery and uses Inception/VGG. A dataset class may say otherwise
-# with `eval_features = "domain"` or `"inception"`.
-DOMAIN_DATASETS = ("digits", "stacked_digits", "shapes", "mnist")
-STACKED_DATASETS = ("stacked_digits",)  # R, G, B are three digits; 1,000 modes (PROTOCOLS 4)
+# Each registered dataset class names the feature space its metrics use (`feature_family`), and that
+# picks the metric family. points: distances to the known centres. domain: built-in images whose own
+# labels give a meaningful space (PROTOCOLS 1.5); a small extractor is fitted on them. domain_stacked:
+# the same, per channel, plus the digit judge (R, G, B are three digits, 1,000 modes; PROTOCOLS 4).
+# natural: Inception and VGG16. A domain dataset loaded without labels falls back to natural.
+FEATURE_FAMILIES = {"points": "points", "domain": "domain", "domain_stacked": "domain", "natural": "natural"}
 MAX_REFERENCE = 50_000  # larger train splits use a fixed subset chosen with eval_seed (PROTOCOLS 2)
 
 
@@ -46,8 +49,9 @@ class EvalContext:
         self.spec = data.spec
         self.info = data.info
         self.family = family_of(config.dataset, data)
-        self.stacked = self.family == "domain" and config.dataset in STACKED_DATASETS
+        self.stacked = self.family == "domain" and feature_family(config.dataset) == "domain_stacked"
         self.conditional = bool(variant.conditional and self.spec.num_classes)
+        self._real_msssim: dict[int, float] = {}
 
     # ---- facts recorded with every value
     @property
@@ -73,6 +77,11 @@ class EvalContext:
         else:
             out.update(modes=int(len(self.data.centres)), mode_std=float(self.data.std))
         return out
+
+    @property
+    def domain_source(self) -> str:
+        """The domain extractor's name in its id and in labels: an MLP fitted on this dataset."""
+        return f"{self.dataset}-mlp"
 
     @property
     def cache_key(self) -> str:
@@ -105,7 +114,7 @@ class EvalContext:
         if self.stacked:
             images, labels = extractors.distinct_channels(images, extractors.digits_of_modes(labels))
         path = metrics_cache() / f"{self.cache_key}-domain-v{extractors.FORMAT}.pt"
-        return extractors.load_or_fit(path, images, labels, f"{self.dataset}-mlp", self.stacked, self.eval_seed)
+        return extractors.load_or_fit(path, images, labels, self.domain_source, self.stacked, self.eval_seed)
 
     @functools.cached_property
     def real_features(self) -> torch.Tensor:
@@ -118,21 +127,36 @@ class EvalContext:
         return extractors.DigitJudge.fit(channels, digits, self.eval_seed)
 
     @functools.cached_property
-    def ndb_bins(self):
-        from bench.metrics.diversity import NDBBins
-
+    def ndb_bins(self) -> diversity.NDBBins:
         path = metrics_cache() / f"{self.cache_key}-ndb-K100-v2.pt"
         return load_or_fit_bins(path, self.real_subset(20_000, seed_offset=1), self.eval_seed)
+
+    def real_msssim(self, pairs: int) -> float:
+        """Mean MS-SSIM of `pairs` real pairs: the same for every run of this reference, so it is cached
+        on disk beside the NDB bins (10,000 pairs at 64 px take about ten seconds on one CPU thread)."""
+        if pairs not in self._real_msssim:
+            name = f"{self.cache_key}-msssim-real-{pairs}pairs-seed{self.eval_seed}-{self.device.type}.json"
+            path = metrics_cache() / name
+            self._real_msssim[pairs] = load_or_compute_value(path, lambda: diversity.mean_msssim(
+                self.reference[0], pairs, torch.Generator().manual_seed(self.eval_seed + 1), device=self.device))
+        return self._real_msssim[pairs]
+
+
+def feature_family(dataset: str) -> str:
+    """The `feature_family` the registered dataset class declares (a key of FEATURE_FAMILIES)."""
+    choice = getattr(registry.datasets.get(dataset), "feature_family", None)
+    if choice not in FEATURE_FAMILIES:
+        raise BenchError(f"dataset {dataset!r} declares feature_family {choice!r}; set it on the dataset class "
+                         f"to one of {', '.join(FEATURE_FAMILIES)}")
+    return choice
 
 
 def family_of(dataset: str, data) -> str:
     """points, domain (built-in images with labels) or natural (Inception/VGG backbones)."""
     if data.spec.kind == "points":
         return "points"
-    choice = getattr(registry.datasets.get(dataset), "eval_features", None)
-    if choice is None:
-        choice = "domain" if dataset in DOMAIN_DATASETS else "inception"
-    return "domain" if choice == "domain" and getattr(data, "labels", None) is not None else "natural"
+    family = FEATURE_FAMILIES[feature_family(dataset)]
+    return "domain" if family == "domain" and getattr(data, "labels", None) is not None else "natural"
 
 
 def to_uint8_images(images: torch.Tensor) -> torch.Tensor:
@@ -142,25 +166,38 @@ def to_uint8_images(images: torch.Tensor) -> torch.Tensor:
 
 def load_or_fit_bins(path: Path, images: torch.Tensor, seed: int):
     """NDB bins cached as tensors (k-means on 20,000 images takes seconds; the curve must not)."""
-    from bench.metrics.diversity import NDBBins
     from bench.runs import save_atomic
 
     if path.is_file():
         try:
-            return NDBBins(**torch.load(path, map_location="cpu", weights_only=True))
+            return diversity.NDBBins(**torch.load(path, map_location="cpu", weights_only=True))
         except Exception:  # noqa: BLE001 - a damaged cache file is refitted
             pass
     # K = 100 (PROTOCOLS 5.3) unless the set is too small for it: then one bin per ten images, recorded.
-    bins = NDBBins.fit(images, k=min(100, max(2, len(images) // 10)), seed=seed)
+    bins = diversity.NDBBins.fit(images, k=min(100, max(2, len(images) // 10)), seed=seed)
     save_atomic(path, lambda tmp: torch.save(vars(bins), tmp))
     return bins
 
 
-class Generated:
-    """One draw from G on the fixed evaluation latents, shared by every metric of one pass."""
+def load_or_compute_value(path: Path, compute) -> float:
+    """A float cached as JSON (repr round-trips exactly); a damaged file is recomputed."""
+    from bench.runs import save_atomic
 
-    def __init__(self, ctx: EvalContext, G, n: int):
-        self.ctx, self.G = ctx, G
+    try:
+        return float(json.loads(path.read_text())["value"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    value = float(compute())
+    save_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps({"value": value})))
+    return value
+
+
+class Generated:
+    """One draw from G on the fixed evaluation latents, shared by every metric of one pass, with the
+    run's D when the caller has it (bench eval does; the probe reads it)."""
+
+    def __init__(self, ctx: EvalContext, G, n: int, D=None):
+        self.ctx, self.G, self.D = ctx, G, D
         self.z, self.y = eval_latents(ctx.variant, n, ctx.device, ctx.spec.num_classes, seed=ctx.eval_seed)
         x = generate(ctx.variant, G, self.z, self.y)
         self.labels = None if self.y is None else self.y.cpu()

@@ -1,0 +1,90 @@
+"""Natural images (folders, CIFAR-10, Stanford Dogs...): FID, KID and IS on Inception, and
+precision/recall on VGG16, each through torch-fidelity's own pipeline with the generator fed directly.
+Missing weights raise fidelity.MissingWeights, which the protocol records as a skipped value."""
+
+from __future__ import annotations
+
+from bench import registry
+from bench.metrics import fidelity
+from bench.metrics.context import metrics_cache
+from bench.metrics.families.base import CURVE, FINAL, Metric
+from bench.metrics.records import count_label, fidelity_library
+
+
+@registry.metrics.register("inception")
+class Inception(Metric):
+    """FID, KID and IS through torch-fidelity's own pipeline, the generator fed directly."""
+
+    families = ("natural",)
+    stages = (CURVE, FINAL)
+
+    def outputs(self, ctx, stage, n):
+        c, split = count_label(n), ctx.ref_split
+        out = {"fid": (f"FID@{c}/{split}", False), "kid": (f"KID@{c}/{split}/inception", False)}
+        if stage == FINAL:
+            out["isc"] = (f"IS@{c}", True)
+        return out
+
+    def compute(self, ctx, gen, stage, n):
+        path = fidelity.inception_weights(ctx.weights)
+        reference = ctx.reference[0]
+        wid = fidelity.weights_id("inception-v3-compat", path)
+        cache_name = f"{ctx.cache_key}-n{len(reference)}-{wid.split('@')[1]}"
+        wrapped = fidelity.generator_input(ctx.variant, gen.G, gen.z[:n], None if gen.y is None else gen.y[:n])
+        with evaluating(gen.G):
+            out = fidelity.inception_scores(wrapped, n, reference, cache_name, path, ctx.device, ctx.eval_seed,
+                                            isc=stage == FINAL, cache_root=metrics_cache() / "fidelity")
+        numbers = {"fid": out["frechet_inception_distance"], "kid": out["kernel_inception_distance_mean"]}
+        std = {"kid": (out["kernel_inception_distance_std"], "subsets")}
+        if stage == FINAL:
+            numbers["isc"] = out["inception_score_mean"]
+            std["isc"] = (out["inception_score_std"], "subsets")
+        params = {"extractor": wid, "extractor_layer": "2048 (IS: logits_unbiased)",
+                  "extractor_input": "uint8, native size", "n_gen": n, "n_ref": len(reference),
+                  "library": fidelity_library(), "kid_subsets": fidelity.KID_SUBSETS,
+                  "kid_subset_size": out["kid_subset_size"], "isc_splits": fidelity.ISC_SPLITS}
+        return self.values(ctx, stage, n, numbers, params, std)
+
+
+@registry.metrics.register("vgg_prc")
+class VGGPRC(Metric):
+    """Improved precision/recall on VGG16 fc2_relu: torch-fidelity's second call."""
+
+    families = ("natural",)
+
+    def outputs(self, ctx, stage, n):
+        c, split = count_label(n), ctx.ref_split
+        return {"precision": (f"P@{c}/{split}/vgg16", True), "recall": (f"R@{c}/{split}/vgg16", True),
+                "f_score": (f"F@{c}/{split}/vgg16", True)}
+
+    def compute(self, ctx, gen, stage, n):
+        path = fidelity.vgg16_weights(ctx.weights)
+        reference = ctx.reference[0]
+        wid = fidelity.weights_id("vgg16", path if path else _hub_vgg())
+        cache_name = f"{ctx.cache_key}-n{len(reference)}-{wid.split('@')[1]}"
+        wrapped = fidelity.generator_input(ctx.variant, gen.G, gen.z[:n], None if gen.y is None else gen.y[:n])
+        with evaluating(gen.G):
+            out = fidelity.vgg_prc(wrapped, n, reference, cache_name, path, ctx.device, ctx.eval_seed,
+                                   cache_root=metrics_cache() / "fidelity")
+        params = {"extractor": wid, "extractor_layer": "fc2_relu", "extractor_input": "uint8, native size",
+                  "n_gen": n, "n_ref": len(reference), "library": fidelity_library(),
+                  "prc_neighborhood": fidelity.PRC_NEIGHBOURHOOD}
+        return self.values(ctx, stage, n, out, params)
+
+
+def _hub_vgg():
+    path = fidelity.hub_checkpoints() / fidelity.VGG16_FILE
+    return path if path.is_file() else None
+
+
+class evaluating:
+    """G in eval mode (BN running statistics) for the duration, then back to what it was."""
+
+    def __init__(self, G):
+        self.G, self.was = G, G.training
+
+    def __enter__(self):
+        self.G.eval()
+
+    def __exit__(self, *exc):
+        self.G.train(self.was)
