@@ -20,15 +20,15 @@ def train_losses(tmp_path, name: str, **paths) -> tuple[list[tuple[int, str, flo
     return records, run.status()["fast_paths"]
 
 
-@pytest.mark.parametrize("path,tolerance", [("channels_last", 1e-5), ("compile", 1e-4), ("amp", 5e-2)])
+# amp has its own test (tests/test_amp.py): a tolerance alone cannot tell bf16 from no autocast at all.
+@pytest.mark.parametrize("path,tolerance", [("channels_last", 1e-5), ("compile", 1e-4)])
 def test_a_fast_path_changes_no_result_beyond_tolerance(tmp_path, monkeypatch, path, tolerance):
     monkeypatch.setattr(loop, "COMPILE_BACKEND", "aot_eager")  # the same graph capture, no C++ build on CPU
     plain, plain_paths = train_losses(tmp_path, "plain", channels_last=False)
     fast, fast_paths = train_losses(tmp_path, "fast", **{"channels_last": False, path: True})
     assert [r[:2] for r in fast] == [r[:2] for r in plain] and len(plain) == 4
-    # bf16 autocast rounds every matmul input to 8 mantissa bits, hence its looser bound.
     assert [r[2] for r in fast] == pytest.approx([r[2] for r in plain], rel=tolerance, abs=tolerance)
-    expected = {"channels_last": True, "compile": "on", "amp": "bf16"}[path]
+    expected = {"channels_last": True, "compile": "on"}[path]
     assert fast_paths[path] == expected and plain_paths[path] in (False, "off")
 
 
