@@ -107,7 +107,7 @@ def test_bench_run_pack_groups_seeds_and_writes_ordinary_folders(bench_cli, writ
                      "eval_every": -1},
             "grid": {"variant": ["mlp_gan", "wgan"]}}
     code, _, err = bench_cli("run", str(write_grid(grid)), "--pack", "2")
-    assert code == 0, err and "6 done" in err
+    assert code == 0 and "6 done" in err, err
     runs = run_dirs(tmp_path / "results")
     assert len(runs) == 6
     sizes = []
