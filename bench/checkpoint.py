@@ -7,6 +7,7 @@ only: the numpy RNG state is stored as a tensor plus ints for that reason.
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +47,54 @@ def save(path: Path, *, step: int, G, D, opt_g, opt_d, extra: dict[str, Any] | N
     payload = {"step": step, "G": G.state_dict(), "D": D.state_dict(),
                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                "rng": rng or rng_state(), "extra": extra or {}}
-    save_atomic(path, lambda tmp: torch.save(payload, tmp))
+    save_file(path, payload)
 
 
-def load(path: Path, device: torch.device) -> dict[str, Any]:
-    """The checkpoint's contents, or BenchError naming the file and the way out."""
+def save_file(path: Path, payload: Any) -> None:
+    """torch.save to `path` atomically. Through a file object: given a path, torch.save reports a
+    full disk as a bare RuntimeError, while a file object's OSError (errno ENOSPC) stays in its chain."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+    save_atomic(path, write)
+
+
+# The way out of a bad checkpoint: while training, on a finished run (bench eval, bench sample), for best.pt.
+RESTART = "delete it to restart that run from step 0"
+RETRAIN = "delete the run folder to retrain that run"
+DROP_BEST = "delete it to evaluate the final checkpoint only"
+
+
+def load(path: Path, device: torch.device, fix: str = RESTART) -> dict[str, Any]:
+    """The checkpoint's contents, or BenchError naming the file and `fix`, the way out."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise BenchError(f"checkpoint {path} is missing; {fix}") from None
     except Exception as exc:  # truncated file, wrong format, foreign pickle
-        raise BenchError(f"checkpoint {path} is unreadable ({type(exc).__name__}); "
-                         f"delete it to restart that run from step 0") from None
+        raise BenchError(f"checkpoint {path} is unreadable ({type(exc).__name__}); {fix}") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise BenchError(f"checkpoint {path} is unreadable (not a GAN Bench checkpoint); {fix}")
+    return state
+
+
+def load_into(path: Path, state: dict[str, Any], fix: str = RESTART, **targets) -> None:
+    """state[name] into each target (nets, optimizers) given by name; BenchError when one is missing
+    or its shapes are another config's."""
+    try:
+        for name, target in targets.items():
+            target.load_state_dict(state[name])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise BenchError(f"checkpoint {path} does not match this run's networks ({_mismatch(exc)}); {fix}") from None
+
+
+def _mismatch(exc: Exception) -> str:
+    """The first concrete problem: load_state_dict heads its list with 'Error(s) in loading ...'."""
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r} in it"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Error(s) in loading")] or lines or [type(exc).__name__]
+    return lines[0] if len(lines[0]) <= 200 else lines[0][:197] + "..."
 
 
 def restore(path: Path, device: torch.device, *, G, D, opt_g, opt_d) -> tuple[int, dict[str, Any]]:
@@ -63,16 +102,27 @@ def restore(path: Path, device: torch.device, *, G, D, opt_g, opt_d) -> tuple[in
     if not path.exists():
         return 0, {}
     state = load(path, device)
-    try:
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise BenchError(f"checkpoint {path} does not match this run's networks ({str(exc).splitlines()[0]}); "
-                         f"delete it to restart that run") from None
+    load_into(path, state, G=G, D=D, opt_g=opt_g, opt_d=opt_d)
     set_rng_state(state["rng"])
     return int(state["step"]), state.get("extra", {})
+
+
+# Temporary names of bench.runs.write_atomic (.NAME.XXXXXXXX.tmp) and save_atomic (.NAME.XXXXXXXX.SUFFIX).
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)?$")
+
+
+def remove_partial_writes(run_path: Path) -> list[Path]:
+    """Delete what writes interrupted by a kill left in a run folder, ckpt/ and samples/: the
+    temporary files of a checkpoint, a sample grid or a status that were never renamed into place.
+    Called by the run's claimant as it starts, so none of them belongs to a write under way."""
+    removed = []
+    for folder in (run_path, run_path / "ckpt", run_path / "samples"):
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            match = _PARTIAL.match(path.name)
+            if match and match["suffix"] in (".tmp", Path(match["name"]).suffix or None) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 # ---- packs (bench/packed.py): K runs stepped by one optimizer over stacked [K, ...] tensors, each member

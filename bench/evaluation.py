@@ -17,7 +17,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from bench.runs import RunDir, save_atomic
+from bench import checkpoint
+from bench.runs import RunDir
 
 # The curve metric that picks ckpt/best.pt, per data family: (name, higher is better, tie-breaker).
 PRIMARY = {"points": ("modes_covered", True, "hq_fraction"), "domain": ("fd", False, None),
@@ -71,7 +72,7 @@ class Evaluator:
             value = next(v.value for v in values if v.name == name)
             state = {"step": step, "metric": name, "value": float(value),
                      "G": {k: v.detach().cpu() for k, v in G.state_dict().items()}}
-            save_atomic(self.best_file, lambda tmp: torch.save(state, tmp))
+            checkpoint.save_file(self.best_file, state)
 
     def final(self, G, step: int) -> None:
         """Called once when training ends normally: full protocol on the final and the best G."""
@@ -115,11 +116,11 @@ def load_best_generator(ctx, best_file: Path):
     """(G with the best curve weights, its step, the metric that chose it), or None without best.pt."""
     if not best_file.is_file():
         return None
-    state = torch.load(best_file, map_location=ctx.device, weights_only=True)
+    state = checkpoint.load(best_file, ctx.device, fix=checkpoint.DROP_BEST)
     with torch.random.fork_rng(devices=[]):  # building nets initialises weights from the global RNG
         G, _ = ctx.variant.build()
-    G.load_state_dict(state["G"])
-    return G.to(ctx.device), int(state["step"]), str(state["metric"])
+    checkpoint.load_into(best_file, state, fix=checkpoint.DROP_BEST, G=G)
+    return G.to(ctx.device), int(state["step"]), str(state.get("metric", "unknown"))
 
 
 def evaluate_final(run: RunDir, ctx, G, step: int, best_file: Optional[Path], names=None, n=None,

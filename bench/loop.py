@@ -227,6 +227,7 @@ def _setup(runs: list[RunDir], configs: list[RunConfig], data: Optional[DeviceDa
 
 def _open_runs(t: Training, configs: list[RunConfig], variant, paths: dict) -> None:
     for run, c in zip(t.runs, configs):
+        checkpoint.remove_partial_writes(run.path)  # temporary files of writes a kill interrupted
         run.truncate_metrics(t.start)  # records written after the checkpoint by a killed process
         t.samples.append(SampleWriter(run, variant, t.data, t.device))
         t.evaluators.append(Evaluator(run, c, variant, t.data, t.device))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,30 +16,69 @@ from bench.errors import BenchError
 from bench.runs import RunDir, save_atomic
 from bench.samples import EVAL_SEED, generate
 
+# The samples, their latents and the file are all held in memory at once; 1M is 20x the largest
+# metric protocol (50k images). More comes as several files drawn with different --seed.
+MAX_SAMPLES = 1_000_000
+MAX_BYTES = 4 * 2**30
+SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes a 64-bit integer
+
 
 def load_generator(run: RunDir, device: torch.device):
     """(variant, G in eval mode, spec) from the run's last checkpoint."""
     config = resolve(run.read_config(), where=str(run.config_file))
     if not run.checkpoint_file.exists():
         raise BenchError(f"{run.path} has no checkpoint yet; train it with bench run first")
-    state = checkpoint.load(run.checkpoint_file, device)
+    state = checkpoint.load(run.checkpoint_file, device, fix=checkpoint.RETRAIN)
     spec_fields = state.get("extra", {}).get("spec")
     if not spec_fields:
         raise BenchError(f"{run.checkpoint_file} has no data spec; retrain the run")
     spec = DataSpec(tuple(spec_fields["shape"]), spec_fields["num_classes"], tuple(spec_fields["class_names"]))
     variant = registry.variants.get(config.variant)(config.options, spec)
     G, _ = variant.build()
-    G.load_state_dict(state["G"])
+    checkpoint.load_into(run.checkpoint_file, state, fix=checkpoint.RETRAIN, G=G)
     return variant, G.to(device).eval(), spec, int(state["step"])
+
+
+def out_file(out: str) -> Path:
+    """--out checked before any work: an .npz in a writable folder that exists, or in one new folder
+    (the last part of the path) inside an existing folder under the current directory, which the
+    write creates. A typo never makes a tree of folders, and nothing is created outside this tree."""
+    path = Path(out)
+    if path.suffix != ".npz":
+        raise BenchError(f"--out {out}: the file name must end in .npz")
+    folder = path.parent.resolve()
+    if not folder.exists():
+        here = Path.cwd().resolve()
+        if not folder.parent.is_dir():
+            raise BenchError(f"--out {out}: folder {folder.parent} does not exist; create it first "
+                             f"(bench sample makes only the last folder of the path)")
+        if here not in folder.parents:
+            raise BenchError(f"--out {out}: folder {folder} does not exist and is outside the current "
+                             f"directory; create it first")
+        folder = folder.parent
+    elif not folder.is_dir():
+        raise BenchError(f"--out {out}: {folder} is not a folder; pick another --out")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BenchError(f"--out {out}: folder {folder} is not writable; pick another --out")
+    return path
 
 
 def sample_run(run_dir: str, n: int, out: str, class_: int | None, seed: int | None) -> Path:
     run = RunDir.open(run_dir)
-    out_path = Path(out)
-    if out_path.suffix != ".npz":
-        raise BenchError(f"--out {out}: the file name must end in .npz")
+    out_path = out_file(out)
+    if not 1 <= n <= MAX_SAMPLES:
+        raise BenchError(f"--n {n}: at most {MAX_SAMPLES:,} samples per file (they are held in memory); "
+                         f"write several files with different --seed for more")
+    if seed is not None and not 0 <= seed < SEED_LIMIT:
+        raise BenchError(f"--seed {seed}: must be in [0, 2^63), the range of a torch generator seed")
     device = torch.device("cpu")
     variant, G, spec, step = load_generator(run, device)
+    size = n * math.prod(spec.shape) * 4
+    if size > MAX_BYTES:
+        per_file = MAX_BYTES // (math.prod(spec.shape) * 4)
+        raise BenchError(f"--n {n:,}: samples of shape {'x'.join(map(str, spec.shape))} would take "
+                         f"{size / 2**30:.1f} GiB as float32, over the {MAX_BYTES // 2**30} GiB held in memory; "
+                         f"ask for at most {per_file:,} per file, with different --seed for more")
     generator = torch.Generator().manual_seed(EVAL_SEED if seed is None else seed)
     z = variant.sample_z(n, device, generator=generator)
     labels = None
@@ -57,5 +98,14 @@ def sample_run(run_dir: str, n: int, out: str, class_: int | None, seed: int | N
               "step": np.array(step), "run_id": np.array(run.id)}
     if labels is not None:
         arrays["labels"] = labels.numpy()
-    save_atomic(out_path, lambda tmp: np.savez(open(tmp, "wb"), **arrays))
+    try:
+        save_atomic(out_path, lambda tmp: _savez(tmp, arrays))
+    except OSError as exc:
+        raise BenchError(f"--out {out}: cannot write it ({exc.strerror or type(exc).__name__}); "
+                         f"pick a writable folder with free space") from None
     return out_path
+
+
+def _savez(path: str, arrays: dict) -> None:
+    with open(path, "wb") as f:  # closed here, so a failed last write is an error, not lost in __del__
+        np.savez(f, **arrays)
