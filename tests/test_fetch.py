@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import socket
 import tarfile
 import threading
@@ -184,12 +185,54 @@ def test_anime_says_where_to_get_it_and_where_to_put_it(tmp_path, bench_cli):
     assert code == 0 and str(tmp_path / "anime") in err and "no stable official URL" in err
 
 
-def test_shipped_sources_carry_digests_or_say_they_do_not():
-    for name, items in fetch_mod.SOURCES.items():
-        for item in items:
-            assert item.url.startswith(("http://", "https://")) and item.filename
-            assert item.sha256 is None or len(item.sha256) == 64 and int(item.sha256, 16) >= 0
-    assert all(d.sha256 for d in fetch_mod.SOURCES["stanford_dogs"])
+# TensorFlow Datasets' published record of the Stanford Dogs archives (url, bytes, sha256), copied from
+# tensorflow_datasets/url_checksums/stanford_dogs.txt: a second source for the digests shipped in fetch.py.
+TFDS_STANFORD_DOGS = {
+    "http://vision.stanford.edu/aditya86/ImageNetDogs/annotation.tar":
+        (21852160, "662ed36f707be6b195c2fda392d8e153e83af28cedc8e2134a649f198def30fd"),
+    "http://vision.stanford.edu/aditya86/ImageNetDogs/images.tar":
+        (793579520, "a443fc2f9a851aa1a7b8e4fa4af94b8459fce2c9f5a2f4dd4669cf9673a4ec58"),
+    "http://vision.stanford.edu/aditya86/ImageNetDogs/lists.tar":
+        (481280, "34b47cacd9a98b5d150e084f24d29391c084c55272295ec65c85651bc35f4d6c"),
+}
+SHIPPED = [(name, item) for name, items in fetch_mod.SOURCES.items() for item in items]
+
+
+def test_shipped_digests_are_lowercase_sha256_unique_and_match_the_published_ones():
+    for name, item in SHIPPED:
+        assert item.url.startswith(("http://", "https://")) and item.filename, (name, item)
+        # hexdigest() is lower-case, so an upper-case or short digest could never verify anything.
+        assert item.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", item.sha256), (name, item.sha256)
+    digests = [item.sha256 for _, item in SHIPPED if item.sha256]
+    assert len(set(digests)) == len(digests)  # a digest pasted twice verifies the wrong file
+    for name in fetch_mod.SOURCES:
+        files = [item.filename for item in fetch_mod.SOURCES[name]]
+        assert len(set(files)) == len(files)
+    dogs = {item.url: item.sha256 for item in fetch_mod.SOURCES["stanford_dogs"]}
+    assert dogs == {url: digest for url, (_, digest) in TFDS_STANFORD_DOGS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(fetch_mod.SOURCES))
+def test_shipped_source_refuses_a_tampered_archive(name, server, tmp_path, monkeypatch):
+    """Each shipped entry, its URL pointed at the loopback server, through `fetch` as the CLI calls it:
+    a body that is not the published file is refused (a digest is known) or recorded as unverified."""
+    items = fetch_mod.SOURCES[name]
+    local = [Download(f"{server.url}/{i.filename}", i.filename, i.sha256, i.extract) for i in items]
+    monkeypatch.setitem(fetch_mod.SOURCES, name, local)
+    for item in items:
+        server.files[f"/{item.filename}"] = make_tar({"planted.txt": b"not the published archive"})
+    root = tmp_path / name
+    if items[0].sha256 is None:
+        fetch_mod.fetch(name, root)
+        entry = json.loads((root / ".fetched.json").read_text())[items[0].filename]
+        assert entry["verified"] is False and entry["sha256"] == sha(server.files[f"/{items[0].filename}"])
+        return
+    root.mkdir()
+    (root / items[0].filename).write_bytes(b"placed by hand, but not the file")  # not trusted either
+    with pytest.raises(BenchError, match=f"expected {items[0].sha256}; the download was corrupted or tampered"):
+        fetch_mod.fetch(name, root)
+    assert sorted(p.name for p in root.iterdir()) == [items[0].filename]  # no .part, nothing extracted or recorded
+    assert server.requests[-1]["path"] == f"/{items[0].filename}"  # it did download, then refused
 
 
 def test_file_placed_by_hand_is_verified_not_downloaded(server, tmp_path):
