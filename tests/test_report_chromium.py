@@ -1,7 +1,9 @@
 """Open the generated page in headless Chromium, as a reader would: it loads, logs nothing to the
-console, holds the expected tables, and its screenshot is not blank. Skipped only where no Chromium
-binary exists (.ci/run installs Debian's `chromium`)."""
+console, holds the expected tables, and its screenshot is not blank. Skipped where no Chromium binary
+exists, except under BENCH_REQUIRE_CHROMIUM=1: .ci/run installs Debian's `chromium` and sets it, so in
+CI a missing browser fails the test instead of hiding it."""
 
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -12,7 +14,8 @@ import pytest
 from bench.report.build import Options, write_report
 from bench.report.synthetic import make_grid
 
-BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+REQUIRE_ENV = "BENCH_REQUIRE_CHROMIUM"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"]
 
 
@@ -56,23 +59,42 @@ class _Census(HTMLParser):
             self.h1 += data
 
 
-def _browse(url, *extra):
-    res = subprocess.run([BROWSER, *FLAGS, *extra, url], capture_output=True, text=True, timeout=120)
+def browser() -> str:
+    """The Chromium binary; without one, a skip, or a failure where CI asks for the browser."""
+    found = next((b for b in BROWSERS if shutil.which(b)), None)
+    if found is None:
+        why = f"no chromium binary ({', '.join(BROWSERS)} not on PATH; apt-get install chromium)"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but {why}")
+        pytest.skip(why)
+    return found
+
+
+def _browse(binary, url, *extra):
+    res = subprocess.run([binary, *FLAGS, *extra, url], capture_output=True, text=True, timeout=120)
     console = [line for line in res.stderr.splitlines() if ":CONSOLE" in line]
     return res, console
 
 
-@pytest.mark.skipif(BROWSER is None, reason="no chromium binary (apt-get install chromium)")
+@pytest.mark.parametrize("required,outcome", [("1", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_a_missing_browser_fails_where_ci_requires_it_and_skips_elsewhere(monkeypatch, required, outcome):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv(REQUIRE_ENV, required)
+    with pytest.raises(outcome, match="no chromium binary"):
+        browser()
+
+
 def test_page_opens_in_headless_chromium(tmp_path):
+    binary = browser()
     bad = tmp_path / "bad.html"
     bad.write_text('<!DOCTYPE html><html><body><script>console.error("planted-error")</script></body></html>')
-    _, console = _browse(bad.as_uri(), "--dump-dom")
+    _, console = _browse(binary, bad.as_uri(), "--dump-dom")
     assert any("planted-error" in line for line in console)  # the console check can see an error
 
     out = tmp_path / "report"
     write_report(make_grid(tmp_path / "results", "page", configs=4, seeds=5, evals=8), out, Options(formats=("html",)))
     page = (out / "index.html").as_uri()
-    res, console = _browse(page, "--dump-dom")
+    res, console = _browse(binary, page, "--dump-dom")
     assert res.returncode == 0 and console == []
     dom = _Census()
     dom.feed(res.stdout)
@@ -83,7 +105,7 @@ def test_page_opens_in_headless_chromium(tmp_path):
     assert dom.images >= 4 + 4  # curves x2, final scores, losses; one sample grid per configuration
 
     shot = tmp_path / "shot.png"
-    res, console = _browse(page, f"--screenshot={shot}", "--window-size=1200,2000")
+    res, console = _browse(binary, page, f"--screenshot={shot}", "--window-size=1200,2000")
     assert res.returncode == 0 and console == [] and shot.is_file()
     import matplotlib.image
 
