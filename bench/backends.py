@@ -2,17 +2,19 @@
 
 Every backend calls the same scheduler.execute_unit on a unit of work (one run folder path, or
 several that differ only in seed, trained as one pack) and yields (run id, outcome, seconds) as
-runs end. dask and ray are optional extras, imported only here.
+runs end. dask and ray are optional extras, imported only here. A run stopped by a full disk stops the
+grid: every later write would fail too, so no further run is started and running ones are cancelled.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 from bench.errors import BenchError
-from bench.scheduler import execute_stream, execute_unit
+from bench.scheduler import DISK_FULL, execute_stream, execute_unit
 
 Unit = list[str]  # run folder paths trained together (one unless --pack)
 
@@ -44,7 +46,10 @@ def run_local(units: list[Unit], placement: Placement, retry_failed: bool,
     if placement.slots <= 1:
         for unit in units:
             progress = step_progress(unit) if step_progress else None
-            yield from execute_unit(unit, 0, placement.device(0), progress, retry_failed)
+            outcomes = execute_unit(unit, 0, placement.device(0), progress, retry_failed)
+            yield from outcomes
+            if _disk_full(outcomes):
+                return
         return
     from joblib import Parallel, delayed
 
@@ -54,12 +59,18 @@ def run_local(units: list[Unit], placement: Placement, retry_failed: bool,
         streams = [units[i::placement.slots] for i in range(placement.slots)]
         calls = (delayed(execute_stream)(s, threads, placement.device(i), retry_failed)
                  for i, s in enumerate(streams) if s)
-        for outcomes in Parallel(n_jobs=placement.slots, return_as="generator_unordered")(calls):
+    else:
+        calls = (delayed(execute_unit)(u, threads, None, None, retry_failed) for u in units)
+    results = Parallel(n_jobs=placement.slots, return_as="generator_unordered")(calls)
+    try:
+        for outcomes in results:
             yield from outcomes
-        return
-    calls = (delayed(execute_unit)(u, threads, None, None, retry_failed) for u in units)
-    for outcomes in Parallel(n_jobs=placement.slots, return_as="generator_unordered")(calls):
-        yield from outcomes
+            if _disk_full(outcomes):
+                return
+    finally:
+        with warnings.catch_warnings():  # joblib warns that it cancelled the runs still going
+            warnings.simplefilter("ignore", UserWarning)
+            results.close()
 
 
 def run_dask(units: list[Unit], placement: Placement, retry_failed: bool,
@@ -76,13 +87,18 @@ def run_dask(units: list[Unit], placement: Placement, retry_failed: bool,
         client = Client(address or cluster)
     except OSError as exc:
         raise BenchError(f"cannot reach the dask scheduler at {address} ({exc}); start it or drop --address") from None
+    futures = []
     try:
         futures = [client.submit(execute_unit, u, placement.threads(), placement.device(i), None, retry_failed,
                                  key=f"bench-run-{os.path.basename(u[0])}", pure=False)
                    for i, u in enumerate(units)]
         for future in as_completed(futures):
-            yield from future.result()
+            outcomes = future.result()
+            yield from outcomes
+            if _disk_full(outcomes):
+                return
     finally:
+        client.cancel(futures)
         client.close()
         if cluster is not None:
             cluster.close()
@@ -100,9 +116,20 @@ def run_ray(units: list[Unit], placement: Placement, retry_failed: bool,
     # Ray assigns the GPU (CUDA_VISIBLE_DEVICES per task), so the run uses its first visible one.
     device = "cuda" if placement.gpus else None
     pending = [remote.remote(u, placement.threads(), device, None, retry_failed) for u in units]
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        yield from ray.get(done[0])
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            outcomes = ray.get(done[0])
+            yield from outcomes
+            if _disk_full(outcomes):
+                return
+    finally:
+        for task in pending:
+            ray.cancel(task, force=True)
+
+
+def _disk_full(outcomes: list[tuple[str, str, float]]) -> bool:
+    return any(outcome == DISK_FULL for _, outcome, _ in outcomes)
 
 
 def execute(units: list[Unit], backend: str, placement: Placement, retry_failed: bool = False,

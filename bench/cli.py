@@ -119,6 +119,9 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
     for rid, outcome in outcomes.items():
         if outcome == "failed":
             click.echo(f"failed {rid}: {scheduler.RunDir(results, name, rid).status().get('reason', '')}", err=True)
+    if scheduler.DISK_FULL in outcomes.values():
+        _exit_disk_full(results, name, [rid for rid, o in outcomes.items() if o == scheduler.DISK_FULL],
+                        _rerun(grid_file, sets, smoke, results))
     _exit_if_failed(failed_before + counts.get("failed", 0), grid_file)
 
 
@@ -128,6 +131,30 @@ def _exit_if_failed(failed: int, grid_file: str) -> None:
         click.echo(f"{failed} run(s) of the grid failed (reasons: bench status); fix the cause, then "
                    f"bench run {grid_file} --retry-failed", err=True)
         raise click.exceptions.Exit(1)
+
+
+def _exit_disk_full(results: Path, name: str, rids: list[str], command: str) -> None:
+    """A grid stopped by a full disk: one line, exit 1. Its runs are queued (or, where not even
+    status.json could be written, still marked running), so the same command resumes them."""
+    from bench.scheduler import DISK_FULL_FIX, RunDir
+
+    reasons = [RunDir(results, name, rid).status().get("reason", "") for rid in rids]
+    full = next((r[:-len(DISK_FULL_FIX)].rstrip("; ") for r in reasons if r.endswith(DISK_FULL_FIX)), None)
+    if full is None:
+        full = (f"no space left on device under {results / name} (status.json of run {rids[0]} could not be "
+                f"updated either; the run resumes all the same)")
+    click.echo(f"error: {full}; free space, then {command} to resume", err=True)
+    raise click.exceptions.Exit(1)
+
+
+def _rerun(grid_file: str, sets: tuple[str, ...], smoke: bool, results: Path) -> str:
+    """The bench run command line that plans the same runs again."""
+    import shlex
+
+    words = ["bench", "run", grid_file, *(f"--set={s}" for s in sets), *(["--smoke"] if smoke else [])]
+    if results != Path(os.environ.get("BENCH_RESULTS", "results")):
+        words += ["--results", str(results)]
+    return shlex.join(words)
 
 
 @cli.command()
@@ -214,6 +241,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted; run the same command again to resume", err=True)
         return 130
+    except Exception as exc:
+        from bench.scheduler import disk_full
+
+        full = disk_full(exc)
+        if not full:
+            raise
+        click.echo(f"error: {full}; free space, then run the same command again", err=True)
+        return 2
     return code if isinstance(code, int) else 0  # a command's Exit(n) comes back as n
 
 

@@ -9,7 +9,9 @@ on one machine or several sharing the folder, never train the same run at once.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ from bench.locks import RunLock
 from bench.runs import FINISHED, RunDir, write_atomic
 
 CLAIMED = "claimed"  # outcome of a run another live process holds
+DISK_FULL = "disk full"  # outcome of a run stopped by a full disk: queued again, and the grid stops
+DISK_FULL_FIX = "free space, then run the grid again to resume"
 
 
 @dataclass
@@ -111,6 +115,9 @@ def _train(runs: list[RunDir], threads: int, device: Optional[str], progress) ->
                 run.set_status("queued", reason="interrupted; run the grid again to resume")
         raise
     except Exception as exc:  # noqa: BLE001 - recorded in the run, the grid goes on
+        full = disk_full(exc)
+        if full:
+            return _queue_for_space(runs, full)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         states = []
         for run in runs:
@@ -126,9 +133,69 @@ def _train(runs: list[RunDir], threads: int, device: Optional[str], progress) ->
         return states
 
 
+_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+
+
+def disk_full(exc: BaseException) -> Optional[str]:
+    """'no space left on device writing FILE' when exc is or wraps a full disk or quota, else None.
+
+    torch.save reports a failed write as a RuntimeError that keeps the OSError in its chain only
+    when it writes to a file object (as checkpoint.save does), and a failed write() names no file:
+    the file is read from the innermost atomic writer of bench/runs.py on the traceback.
+    """
+    chain: list[BaseException] = []
+    while exc is not None and all(exc is not seen for seen in chain):
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    what = next((text for e in chain for code, text in _FULL.items()
+                 if getattr(e, "errno", None) == code or os.strerror(code) in str(e)), None)
+    if what is None:
+        return None
+    for e in chain:
+        for frame, _ in reversed(list(traceback.walk_tb(e.__traceback__))):
+            if frame.f_globals.get("__name__") == "bench.runs" and frame.f_code.co_name in ("write_atomic", "save_atomic"):
+                return f"{what} writing {_shown(frame.f_locals['path'])}"
+            if frame.f_globals.get("__name__") == "bench.runs" and frame.f_code.co_name == "append_metrics":
+                return f"{what} writing {_shown(frame.f_locals['self'].metrics_file)}"
+        if getattr(e, "filename", None):
+            return f"{what} writing {_shown(e.filename)}"
+    return what
+
+
+def _shown(path) -> str:
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def _queue_for_space(runs: list[RunDir], full: str) -> list[str]:
+    """Queue the runs again, saying why, so the next `bench run` resumes them from their last
+    checkpoints: the failed write removed its temporary file and every file it would have replaced
+    is intact. Where not even status.json can be written, the run keeps its last state (running),
+    which resumes too."""
+    states = []
+    for run in runs:
+        state = run.status().get("state")
+        if state in FINISHED:  # a pack member that diverged before the disk filled up
+            states.append(state)
+            continue
+        try:
+            run.set_status("queued", reason=f"{full}; {DISK_FULL_FIX}")
+        except Exception as again:  # noqa: BLE001
+            if not disk_full(again):
+                raise
+        states.append(DISK_FULL)
+    return states
+
+
 def execute_stream(units: list[list[str]], threads: int, device: Optional[str], retry_failed: bool):
-    """Several units one after another in one worker: how a worker keeps one GPU to itself."""
-    return [o for unit in units for o in execute_unit(unit, threads, device, None, retry_failed)]
+    """Several units one after another in one worker: how a worker keeps one GPU to itself. A full
+    disk ends the stream, as it ends the grid (bench/backends.py)."""
+    out: list[tuple[str, str, float]] = []
+    for unit in units:
+        out += execute_unit(unit, threads, device, None, retry_failed)
+        if any(outcome == DISK_FULL for _, outcome, _ in out):
+            break
+    return out
 
 
 def pack_units(planned: list[PlannedRun], pack: int) -> list[list[str]]:
