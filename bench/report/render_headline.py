@@ -100,7 +100,7 @@ def tex_headline(h: Headline, tex_escape, grid: str) -> list[str]:
 
 
 def banner_lines(report: Report) -> list[str]:
-    """The smoke warning and the steps actually trained, for every format's first lines."""
+    """The smoke warning, the steps actually trained and any damaged run folder, for every format's first lines."""
     t = report.training or {}
     out = []
     steps = t.get("steps") or []
@@ -110,6 +110,8 @@ def banner_lines(report: Report) -> list[str]:
         out.append(f"Smoke run: not meaningful. Runs trained {trained} steps"
                    + (f" (the grid file asks for {asked})" if asked and asked not in steps else "")
                    + "; these numbers check the pipeline, they do not answer the grid's question.")
+    for rid, why in (report.data.damaged or {}).items():  # left out of every table, so said up front
+        out.append(f"Damaged run {rid}, left out of this report: {why}")
     return out
 
 
