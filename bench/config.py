@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from bench import registry
+from bench import published, registry
 from bench.checks import SEED, STEPS, Range, clip, field_range, ranged, short
 from bench.errors import BenchError
 from bench.identity import DATA_IDENTITY, NOT_HASHED, run_id
@@ -307,9 +307,10 @@ class GridFile:
     # axis -> the name of each value, for an axis written as a mapping of name: value (named bundles).
     # Names label runs in reports; they never enter a run's config, so its id is that of the list form.
     names: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    published: tuple = ()  # bench.published.Reported values: the paper's numbers this grid reproduces
 
 
-GRID_KEYS = {"name", "seeds", "base", "grid", "description"}
+GRID_KEYS = {"name", "seeds", "base", "grid", "description", "published"}
 
 
 MAX_GRID_BYTES = 256 * 1024  # grid files are a page of YAML; PyYAML parses about 150 KB a second
@@ -385,7 +386,7 @@ def parse_grid(data: Any, where: str, text: str = "") -> GridFile:
         grid[axis] = [flatten_data_keys(v, where) if isinstance(v, dict) else v for v in values]
         if any(isinstance(v, dict) and "seed" in v for v in grid[axis]):
             raise BenchError(f"{where}: grid axis '{axis}' sets 'seed'; set seeds with the top-level 'seeds'")
-    return GridFile(name, seeds, base, grid, where, text, names)
+    return GridFile(name, seeds, base, grid, where, text, names, published.parse(data.get("published"), where, base, grid))
 
 
 def _seeds(seeds: Any, where: str) -> tuple[int, ...] | range:
