@@ -34,7 +34,7 @@ STYLE = {"text.parse_math": False, "figure.dpi": 100, "savefig.dpi": 100, "axes.
 BAND_RESAMPLES = 1_000
 BAND_SEED = 0
 OUTCOME_COLOURS = {"ok": "#1f77b4", "collapsed": "#d62728", "diverged": "black"}
-FIGURE_VERSION = "4"  # bump when a drawing changes, so cached files are redrawn
+FIGURE_VERSION = "5"  # bump when a drawing changes, so cached files are redrawn
 
 
 def _key(kind: str, frame: pd.DataFrame, *extra) -> str:
@@ -162,6 +162,8 @@ def curve_figure(out_dir: Path, curves: pd.DataFrame, title: str, higher: bool |
         cols = min(3, len(panels))
         rows = -(-len(panels) // cols)
         w, h = (7.5 if cols == 1 else 4.3 * cols), (3.6 if rows == 1 else 2.7 * rows)
+        legend_in = 0.45 + 0.052 * max([len(line) for k in lines for line in _wrap(k, 40).splitlines()] or [4])
+        w += legend_in  # the legend gets its own strip on the right: no second layout pass to find it
         fig, axes = plt.subplots(rows, cols, figsize=(w, h), squeeze=False, sharex=True, sharey=True)
         palette = dict(zip(lines, sns.color_palette("tab10" if len(lines) <= 10 else "husl", len(lines))))
         for ax, panel in zip(axes.flat, panels):
@@ -182,9 +184,9 @@ def curve_figure(out_dir: Path, curves: pd.DataFrame, title: str, higher: bool |
         fig.suptitle(_wrap(title, 100), fontsize=10)
         handles = [plt.Line2D([], [], color=palette[k], lw=2, label=_wrap(k, 40)) for k in lines]
         # margins in inches, set by hand: tight_layout would cost one more full draw per figure
-        fig.subplots_adjust(left=0.75 / w, right=0.9, bottom=0.55 / h, top=1 - (0.75 if len(panels) > 1 else 0.5) / h,
-                            hspace=0.45, wspace=0.12)
-        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.91, 0.5), frameon=False)
+        fig.subplots_adjust(left=0.75 / w, right=1 - (legend_in + 0.1) / w, bottom=0.55 / h,
+                            top=1 - (0.75 if len(panels) > 1 else 0.5) / h, hspace=0.45, wspace=0.12)
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1 - legend_in / w, 0.5), frameon=False)
         return fig
 
     return _cached(out_dir, file_name(name or f"curve-{title}"), _key("curve", frame, title, higher), draw)

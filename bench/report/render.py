@@ -38,7 +38,7 @@ table.headline th:first-child{text-align:left}tr.ceiling td{color:#56606d;font-s
 p.legend{font-size:11.5px;color:#56606d;margin:0 0 4px}ul.verdicts{margin:4px 0 6px;padding-left:20px}
 ul.verdicts li{margin:2px 0}ul.hnotes{font-size:12px;color:#7a5200;margin:2px 0;padding-left:20px}
 .hfigs{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}.hfigs figure{margin:6px 0}
-.hfigs figure.curve img{width:640px}table.sgrid td{padding:2px;border:0}table.sgrid img{width:72px;image-rendering:pixelated}
+.hfigs figure.curve img{max-width:760px}table.sgrid td{padding:2px;border:0}table.sgrid img{width:72px;image-rendering:pixelated}
 details.metric{border-top:1px solid #e3e7ec;padding:2px 0}details.metric>summary{font-size:14px;font-weight:600;color:#1d232b}
 """
 
