@@ -80,7 +80,7 @@ def _gpu_list(text: str | None) -> tuple[int, ...]:
 def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_failed, dry_run, smoke, max_runs,
         results):
     """Train every run of GRID_FILE that is not finished yet (killed runs resume)."""
-    from bench import scheduler
+    from bench import locks, scheduler
     from bench.backends import Placement, execute
     from bench.runs import write_atomic
 
@@ -96,12 +96,17 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
         return
     placement = Placement(jobs, _gpu_list(gpus), per_gpu)
     write_atomic(results / name / "grid.yaml", grid.text or "")
+    damaged = [p for p in planned if p.state == scheduler.DAMAGED]
+    for p in damaged:
+        click.echo(f"damaged {p.run.id}: {p.run.inspect().damage}", err=True)
     todo = [p for p in planned if scheduler.needs_work(p, retry_failed)]
     failed_before = sum(p.state == "failed" for p in planned) if not retry_failed else 0
-    click.echo(f"{name}: {len(planned)} runs, {len(planned) - len(todo)} finished or failed, {len(todo)} to train"
-               f" -> {results / name}" + (" (--retry-failed retrains failed runs)" if failed_before else ""), err=True)
+    click.echo(f"{name}: {len(planned)} runs, {len(planned) - len(todo)} finished, failed or damaged, {len(todo)} "
+               f"to train -> {results / name}" + (" (--retry-failed retrains failed runs)" if failed_before else ""),
+               err=True)
+    rerun = _rerun(grid_file, sets, smoke, results)
     if not todo:
-        _exit_if_failed(failed_before, grid_file)
+        _exit_if_failed(failed_before, rerun, len(damaged))
         return
     for p in todo:
         scheduler.prepare(p)
@@ -118,18 +123,27 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
     click.echo(f"{name}: " + ", ".join(f"{n} {s}" for s, n in counts.items()), err=True)
     for rid, outcome in outcomes.items():
         if outcome == "failed":
-            click.echo(f"failed {rid}: {scheduler.RunDir(results, name, rid).status().get('reason', '')}", err=True)
+            click.echo(f"failed {rid}: {scheduler.RunDir(results, name, rid).inspect().status.get('reason', '')}",
+                       err=True)
+    live, dead = scheduler.unfinished_claims([p for p in todo if outcomes.get(p.run.id) == scheduler.CLAIMED])
+    if live:
+        click.echo(f"{len(live)} run(s) are being trained by another live process (bench status shows them)", err=True)
+    if dead:
+        click.echo(f"{len(dead)} run(s) are claimed by processes that stopped without finishing them (or whose "
+                   f"lock.json cannot be read); run {rerun} again to take them over (a claim "
+                   f"is taken over once its heartbeat is {locks.STALE_S:.0f} s old)", err=True)
     if scheduler.DISK_FULL in outcomes.values():
-        _exit_disk_full(results, name, [rid for rid, o in outcomes.items() if o == scheduler.DISK_FULL],
-                        _rerun(grid_file, sets, smoke, results))
-    _exit_if_failed(failed_before + counts.get("failed", 0), grid_file)
+        _exit_disk_full(results, name, [rid for rid, o in outcomes.items() if o == scheduler.DISK_FULL], rerun)
+    _exit_if_failed(failed_before + counts.get("failed", 0), rerun, len(damaged) + len(dead))
 
 
-def _exit_if_failed(failed: int, grid_file: str) -> None:
-    """Exit 1 while the grid holds failed runs, so scripts and CI notice; diverged runs are results."""
+def _exit_if_failed(failed: int, rerun: str, unfinished: int = 0) -> None:
+    """Exit 1 while the grid holds failed, damaged or abandoned runs, so scripts and CI notice;
+    diverged runs are results."""
     if failed:
         click.echo(f"{failed} run(s) of the grid failed (reasons: bench status); fix the cause, then "
-                   f"bench run {grid_file} --retry-failed", err=True)
+                   f"{rerun} --retry-failed", err=True)
+    if failed or unfinished:
         raise click.exceptions.Exit(1)
 
 
@@ -138,7 +152,7 @@ def _exit_disk_full(results: Path, name: str, rids: list[str], command: str) -> 
     status.json could be written, still marked running), so the same command resumes them."""
     from bench.scheduler import DISK_FULL_FIX, RunDir
 
-    reasons = [RunDir(results, name, rid).status().get("reason", "") for rid in rids]
+    reasons = [RunDir(results, name, rid).inspect().status.get("reason", "") for rid in rids]
     full = next((r[:-len(DISK_FULL_FIX)].rstrip("; ") for r in reasons if r.endswith(DISK_FULL_FIX)), None)
     if full is None:
         full = (f"no space left on device under {results / name} (status.json of run {rids[0]} could not be "
@@ -162,6 +176,7 @@ def _rerun(grid_file: str, sets: tuple[str, ...], smoke: bool, results: Path) ->
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="as given to bench run (grid files)")
 @click.option("--smoke", is_flag=True, help="as given to bench run (grid files)")
 @click.option("--watch", is_flag=True, help="refresh every 2 s until every run has ended")
+@max_runs_option
 @results_option
 def status(grids, sets, smoke, watch, max_runs, results):
     """Runs of each GRID (a grid file or a grid name under results/; default: all) by state, with ETA."""
@@ -203,7 +218,6 @@ def status(grids, sets, smoke, watch, max_runs, results):
 
 cli.add_command(status, name="list")
 cli.add_command(data_commands)  # bench data fetch NAME
-@max_runs_option
 from bench.eval_command import eval_command  # noqa: E402  (click only; no torch at import)
 cli.add_command(eval_command)  # bench eval RUN_DIR|GRID [--metrics a,b] [--n N] [--checkpoint final|best|all]
 from bench.report.command import report as report_command  # noqa: E402  (click only; no pandas at import)

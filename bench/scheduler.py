@@ -20,8 +20,8 @@ from typing import Optional
 
 from bench.config import RunConfig, resolve
 from bench.errors import BenchError
-from bench.locks import RunLock
-from bench.runs import FINISHED, RunDir, write_atomic
+from bench.locks import RunLock, is_stale, read_lock
+from bench.runs import DAMAGED, FINISHED, RunDir, write_atomic
 
 CLAIMED = "claimed"  # outcome of a run another live process holds
 DISK_FULL = "disk full"  # outcome of a run stopped by a full disk: queued again, and the grid stops
@@ -35,7 +35,10 @@ class PlannedRun:
 
     @property
     def state(self) -> str:
-        return self.run.status().get("state", "queued")
+        """The run's state; `damaged` when a file of an existing run folder cannot be read."""
+        if not self.run.config_file.exists():  # not created yet
+            return "queued"
+        return self.run.inspect().state
 
 
 def plan(results: Path, grid_name: str, configs: list[RunConfig]) -> list[PlannedRun]:
@@ -44,13 +47,18 @@ def plan(results: Path, grid_name: str, configs: list[RunConfig]) -> list[Planne
 
 def needs_work(planned: PlannedRun, retry_failed: bool = False) -> bool:
     state = planned.state
-    return state not in FINISHED and (retry_failed or state != "failed")
+    return state not in (*FINISHED, DAMAGED) and (retry_failed or state != "failed")
 
 
 def prepare(planned: PlannedRun) -> None:
-    """Create the run folder with its config; an existing folder keeps its records."""
-    if not planned.run.config_file.exists():
-        planned.run.write_config(planned.config.flat())
+    """Create the run folder with its config; an existing folder keeps its records.
+
+    The same id can come with other values of keys that are not hashed (the same images in a new
+    data.root, another device): config.yaml is rewritten to them, so the run reads its data where
+    it now is."""
+    flat = planned.config.flat()
+    if not planned.run.config_file.exists() or planned.run.read_config() != flat:
+        planned.run.write_config(flat)
 
 
 def execute_run(path: str, threads: int = 0, device: Optional[str] = None, progress=None,
@@ -79,8 +87,8 @@ def execute_unit(paths: list[str], threads: int = 0, device: Optional[str] = Non
                 out[run.id] = CLAIMED
                 continue
             locks.append(lock)
-            state = run.status().get("state", "queued")
-            if state in FINISHED or (state == "failed" and not retry_failed):
+            state = run.inspect().state
+            if state in (*FINISHED, DAMAGED) or (state == "failed" and not retry_failed):
                 out[run.id] = CLAIMED  # another process ended it since this grid was planned
             else:
                 mine.append(run)
@@ -101,6 +109,8 @@ def _train(runs: list[RunDir], threads: int, device: Optional[str], progress) ->
         torch.set_num_threads(threads)
     try:
         configs = [resolve(run.read_config(), where=str(run.config_file)) for run in runs]
+        for run, config in zip(runs, configs):
+            check_data_identity(run, config)
         if device:  # where a run executes is not part of its id (config.NOT_HASHED)
             configs = [dataclasses.replace(c, loop=dataclasses.replace(c.loop, device=device)) for c in configs]
         if len(runs) == 1:
@@ -111,7 +121,7 @@ def _train(runs: list[RunDir], threads: int, device: Optional[str], progress) ->
             return [loop.train(run, config) for run, config in zip(runs, configs)]
     except KeyboardInterrupt:
         for run in runs:
-            if run.status().get("state") not in FINISHED:
+            if run.inspect().state not in FINISHED:
                 run.set_status("queued", reason="interrupted; run the grid again to resume")
         raise
     except Exception as exc:  # noqa: BLE001 - recorded in the run, the grid goes on
@@ -121,8 +131,9 @@ def _train(runs: list[RunDir], threads: int, device: Optional[str], progress) ->
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         states = []
         for run in runs:
-            if run.status().get("state") in FINISHED:  # a pack member that diverged before the failure
-                states.append(run.status()["state"])
+            state = run.inspect().state
+            if state in FINISHED:  # a pack member that diverged before the failure
+                states.append(state)
                 continue
             if not isinstance(exc, BenchError):
                 write_atomic(run.path / "error.txt", traceback.format_exc())
@@ -174,7 +185,7 @@ def _queue_for_space(runs: list[RunDir], full: str) -> list[str]:
     which resumes too."""
     states = []
     for run in runs:
-        state = run.status().get("state")
+        state = run.inspect().state
         if state in FINISHED:  # a pack member that diverged before the disk filled up
             states.append(state)
             continue
@@ -185,6 +196,32 @@ def _queue_for_space(runs: list[RunDir], full: str) -> list[str]:
                 raise
         states.append(DISK_FULL)
     return states
+
+
+def unfinished_claims(claimed: list[PlannedRun]) -> tuple[list[PlannedRun], list[PlannedRun]]:
+    """Runs another claim kept from this process that are still not finished: (held by a live
+    holder, held by one that stopped or cannot be told). A stale claim is what a rerun takes over;
+    an unreadable one becomes stale after STALE_S."""
+    live, dead = [], []
+    for p in claimed:
+        if p.state in (*FINISHED, DAMAGED, "failed"):
+            continue
+        lock = read_lock(p.run.path / "lock.json")
+        (dead if lock is None or lock.get("unreadable") or is_stale(lock) else live).append(p)
+    return live, dead
+
+
+def check_data_identity(run: RunDir, config: RunConfig) -> None:
+    """Refuse to train on files that changed since the run was planned: its id names other data."""
+    from bench import registry
+
+    if not config.data_identity:
+        return
+    now = registry.datasets.get(config.dataset).identity(config.data, config.loop.image_size)
+    if now != config.data_identity:
+        raise BenchError(f"the {config.dataset} files under {config.data.root or 'the default data folder'} "
+                         f"changed since run {run.id} was planned (fingerprint {now[:12]}, the run's "
+                         f"{config.data_identity[:12]}); run the grid again: changed data gets new runs")
 
 
 def execute_stream(units: list[list[str]], threads: int, device: Optional[str], retry_failed: bool):

@@ -28,7 +28,7 @@ def test_smoke_grid_end_to_end_then_nothing_to_train(bench_cli, tmp_path):
         assert {"loss_d", "loss_g", "d_real", "d_fake"} <= names
 
     code, _, err = bench_cli("run", grid)
-    assert code == 0 and "6 finished or failed, 0 to train" in err
+    assert code == 0 and "6 finished, failed or damaged, 0 to train" in err
 
     code, out, _ = bench_cli("list", grid)
     assert code == 0 and out.count(" done ") == 6
@@ -69,7 +69,7 @@ def test_corrupt_checkpoint_is_one_line_and_kept(bench_cli, write_grid, tmp_path
     ckpt = run / "ckpt" / "latest.pt"
     ckpt.write_bytes(b"not a checkpoint")
     code, _, err = bench_cli("sample", str(run), "--out", "x.npz")
-    assert code == 2 and "is unreadable" in err and "delete it" in err
+    assert code == 2 and "is unreadable" in err and "delete the run folder to retrain that run" in err
     assert ckpt.read_bytes() == b"not a checkpoint"  # nothing on disk is touched
 
 
