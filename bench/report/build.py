@@ -13,13 +13,14 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.report import figures, headline, stats, visuals
+from bench.report import figures, headline, stats, verdicts, visuals
 from bench.report.baseline import config_order, parse_baseline
 from bench.report.load import GridData, load_grid_cached, sample_files
 from bench.report.model import KIND_TITLE, Figure, Report, Sample
 from bench.report.names import build_view, grid_base
 from bench.report.render import render_html
-from bench.report.stability import Thresholds, curve_summaries, detect
+from bench.report.curves import curve_summaries
+from bench.report.stability import Thresholds, detect
 from bench.report.summary import comparison, run_scores
 from bench.report.render_headline import render_headline_tex
 from bench.report.text import csv_frames, render_latex, render_markdown, tex_escape
@@ -60,7 +61,7 @@ def compute(data: GridData, options: Options) -> Report:
     scores = run_scores(data, curves)
     heads = headline.select(data, view, scores)
     table = comparison(data, scores, found.runs, baseline, view, headline.family_columns(heads), options.test)
-    headline.fill(heads, table, scores, data, view, config_order(view, baseline), baseline, options.test)
+    verdicts.fill(heads, table, scores, data, view, config_order(view, baseline), baseline, options.test)
     report = Report(data, baseline, options.test, options.thresholds, found.runs, table, view=view,
                     headlines=heads, scores=scores, rule_counts=found.counts(), training=training(data))
     report.warnings = warnings(report)

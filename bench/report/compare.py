@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.report.headline import interval
+from bench.report.verdicts import interval
 from bench.report.load import find_grids, load_grid, tidy
 from bench.report.names import build_view, canon, text
 
