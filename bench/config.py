@@ -314,9 +314,35 @@ GRID_KEYS = {"name", "seeds", "base", "grid", "description", "published"}
 
 
 MAX_GRID_BYTES = 256 * 1024  # grid files are a page of YAML; PyYAML parses about 150 KB a second
+MAX_DEPTH = 32  # collections within collections; a grid file needs about five levels
 # What PyYAML raises besides YAMLError: ValueError from int() past Python's 4,300-digit limit or from
-# a date like 2021-13-45, RecursionError from collections nested a thousand deep.
+# a date like 2021-13-45, RecursionError where a structure is walked recursively.
 _YAML_FAILS = (ValueError, TypeError, OverflowError, RecursionError)
+
+
+class _TooDeep(Exception):
+    pass
+
+
+class _GridLoader(yaml.SafeLoader):
+    """SafeLoader that stops at MAX_DEPTH: PyYAML's scanner slows with the square of the flow depth
+    and its composer recurses once per level, so 1,000 brackets took seconds to end in RecursionError."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _TooDeep
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def read_yaml(text: str) -> Any:
+    """yaml.safe_load with the depth limit; raises _TooDeep past it."""
+    return yaml.load(text, Loader=_GridLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def load_grid(path: str | Path) -> GridFile:
@@ -332,12 +358,15 @@ def load_grid(path: str | Path) -> GridFile:
         raise BenchError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
                          f"save it as UTF-8") from None
     try:
-        data = yaml.safe_load(text)
+        data = read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         problem = clip(str(getattr(exc, "problem", None) or exc), 120)
         raise BenchError(f"{path}: malformed YAML{at}: {problem}; fix the syntax") from None
+    except _TooDeep:
+        raise BenchError(f"{path}: collections nested more than {MAX_DEPTH} deep; flatten them (a grid file "
+                         f"needs about five levels)") from None
     except _YAML_FAILS as exc:
         problem = "collections nested too deeply" if isinstance(exc, RecursionError) else clip(str(exc), 120)
         raise BenchError(f"{path}: a value cannot be read ({problem}); fix it") from None
@@ -422,7 +451,7 @@ def parse_set(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise BenchError(f"--set {short(item)}: expected key=value, e.g. --set real_label=0.9")
         try:
-            out[key.strip()] = yaml.safe_load(text) if text.strip() else ""
-        except (yaml.YAMLError, *_YAML_FAILS):
+            out[key.strip()] = read_yaml(text) if text.strip() else ""
+        except (yaml.YAMLError, _TooDeep, *_YAML_FAILS):
             raise BenchError(f"--set {short(item)}: the value is not valid YAML; quote strings") from None
     return out

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.checks import SEED, ranged
 from bench.data import DataOptions, DataSpec, Dataset, ImageData
 from bench.datasets.base import FileOptions
 from bench.datasets.builtin import resize_square
-from bench.datasets.synthetic import stack_indices
+from bench.datasets.synthetic import STACKS, stack_indices
 from bench.datasets.torchvision_sets import SplitOptions
 from bench.errors import BenchError
 from bench.registry import datasets
@@ -70,14 +71,14 @@ class MNIST5k(Dataset):
 
 @dataclass(frozen=True)
 class StackedMNISTOptions(DataOptions):
-    count: int = 128_000  # M stacks drawn (PROTOCOLS 4)
-    seed: int = 0  # dataset seed: which stacks are drawn; independent of the training seed
+    count: int = ranged(128_000, STACKS)  # M stacks drawn (PROTOCOLS 4)
+    seed: int = ranged(0, SEED)  # dataset seed: which stacks are drawn; independent of the training seed
 
 
 @dataclass(frozen=True)
 class StackedFullOptions(FileOptions):
-    count: int = 128_000
-    seed: int = 0
+    count: int = ranged(128_000, STACKS)
+    seed: int = ranged(0, SEED)
 
 
 class _Stacked(Dataset):

@@ -31,9 +31,12 @@ def _digest(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
+STACKS = Range(1, 10**6)  # stacks drawn: 10^6 is 12 GB of uint8 at 64 px
+
+
 @dataclass(frozen=True)
 class StackedOptions(DataOptions):
-    count: int = ranged(128_000, Range(1, 10**6))  # M stacks drawn (PROTOCOLS 4); 10^6 at 64 px is 12 GB
+    count: int = ranged(128_000, STACKS)  # M stacks drawn (PROTOCOLS 4)
     seed: int = ranged(0, SEED)  # dataset seed: which stacks are drawn; independent of the training seed
     resize: Literal["nearest", "bicubic"] = "nearest"  # 8x8 digits to image_size (PROTOCOLS 4: nearest)
 
