@@ -107,6 +107,7 @@ def entries(n: int, own: list[str] = KEYS) -> st.SearchStrategy:
     """Up to n key: value pairs, the keys mostly from `own` (the variant's and the loop's)."""
     keys = st.one_of(st.sampled_from(own), st.sampled_from(own), st.sampled_from(KEYS),
                      st.sampled_from(ODD_KEYS + ["variant", "dataset"]))
+
     def value(k: str) -> st.SearchStrategy:
         return plausible(k) if k == "data.root" else st.one_of(plausible(k), plausible(k), junk)
 
@@ -123,7 +124,7 @@ def structured(draw) -> bytes:
     """A valid tiny grid, then mutated: what a user might write, and what they should not."""
     variant = draw(st.sampled_from(VARIANTS))
     dataset = draw(st.sampled_from(["digits", "digits", "ring8", "grid25", "shapes", "stacked_digits", "imagefolder"]))
-    own = sorted({*_fields(LoopConfig), *_fields(OPTIONS[variant])} - {"device"})
+    own = sorted({*_fields(LoopConfig), *_fields(OPTIONS[variant])})
     base = {"variant": variant, "dataset": dataset, **TINY, **draw(entries(2, own))}
     top: dict = {}
     top["name"] = sometimes(draw, st.sampled_from(ODD_NAMES), st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,8}",
@@ -147,7 +148,14 @@ def structured(draw) -> bytes:
     if axes:
         top["grid"] = axes
     if draw(st.integers(0, 7)) == 7:
-        top[draw(st.sampled_from(["description", "sweep", 1]))] = draw(junk)
+        top[draw(st.sampled_from(["description", "sweep", 1, "published"]))] = draw(junk)
+    if draw(st.integers(0, 7)) == 7:  # a paper's numbers for this grid (bench/published.py), perhaps mangled
+        value = st.fixed_dictionaries({"row": texts, "metric": st.sampled_from(["modes_covered", "fid", "x", 3]),
+                                       "config": st.one_of(st.just({"dataset": dataset}), junk),
+                                       "mean": st.one_of(floats, ints, texts), "spread": st.one_of(floats, junk)})
+        top["published"] = draw(st.fixed_dictionaries({
+            "source": st.fixed_dictionaries({"paper": texts, "year": ints, "table": st.one_of(texts, junk)}),
+            "values": st.lists(value, max_size=2)}, optional={"spread": junk}))
     return yaml.safe_dump(top, sort_keys=False, allow_unicode=True).encode()
 
 
@@ -278,8 +286,9 @@ SMALL = {"z_dim": 16, "width": 8, "hidden_g": 16, "hidden_d": 16, "embed_dim": 8
          "d_steps": 3, "g_steps": 3, "data.count": 64, "data.classes": 4, "data.per_class": 4}
 
 
-def _option(key: str, annotation, bounds: Range | None) -> st.SearchStrategy:
-    """A value the key's range admits, its edges included; net and data sizes kept small for speed."""
+def _option(key: str, annotation, bounds: Range | None) -> st.SearchStrategy | None:
+    """A value the key's range admits, its edges included; net and data sizes kept small for speed.
+    None for a kind of key this does not draw (text: a folder, a device)."""
     if bounds is not None and key in SMALL:
         bounds = Range(bounds.lo, min(bounds.hi, SMALL[key]))
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -288,9 +297,12 @@ def _option(key: str, annotation, bounds: Range | None) -> st.SearchStrategy:
     if annotation is bool:
         return st.booleans()
     if origin in (typing.Union, types.UnionType):
-        return st.one_of(st.none(), _option(key, [a for a in args if a is not type(None)][0], bounds))
+        inner = _option(key, [a for a in args if a is not type(None)][0], bounds)
+        return st.none() if inner is None else st.one_of(st.none(), inner)
     if origin is tuple:
         item = _option(key, args[0], bounds)
+        if item is None:
+            return None
         return st.lists(item, min_size=1, max_size=2) if args[-1] is Ellipsis else st.tuples(*[item] * len(args))
     if annotation is int:
         return st.integers(int(bounds.lo), int(bounds.hi))
@@ -299,7 +311,7 @@ def _option(key: str, annotation, bounds: Range | None) -> st.SearchStrategy:
         edges = [e for e in (bounds.lo, hi) if e in bounds]
         return st.one_of(st.sampled_from(edges or [hi / 2]), st.floats(bounds.lo, hi, exclude_min=bounds.lo_open,
                                                                         exclude_max=hi not in bounds))
-    return st.nothing()
+    return None
 
 
 @st.composite
@@ -312,12 +324,14 @@ def accepted_configs(draw, variant: str) -> dict:
            "amp": draw(st.booleans()), "channels_last": draw(st.booleans())}
     cls = OPTIONS[variant]
     for key, annotation in _fields(cls).items():
-        if draw(st.integers(0, 2)) == 0:
-            raw[key] = draw(_option(key, annotation, field_range(cls, key)))
+        values = _option(key, annotation, field_range(cls, key))
+        if values is not None and draw(st.integers(0, 2)) == 0:
+            raw[key] = draw(values)
     data_cls = DATA_OPTIONS[dataset]
     for key, annotation in _fields(data_cls).items():
-        if key in ("flip", "count", "classes", "per_class", "seed", "radius", "std", "spacing", "resize"):
-            raw["data." + key] = draw(_option("data." + key, annotation, field_range(data_cls, key)))
+        values = _option("data." + key, annotation, field_range(data_cls, key))
+        if values is not None:
+            raw["data." + key] = draw(values)
     if variant == "cgan" and dataset == "shapes":
         raw["data.classes"] = max(2, raw["data.classes"])  # a conditional net needs two classes (at build time)
     return raw
