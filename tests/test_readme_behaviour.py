@@ -100,30 +100,46 @@ def test_heartbeat_keeps_touching_the_lock_until_release(tmp_path, monkeypatch):
 RACER = """
 import json, sys, time
 from pathlib import Path
-from bench.locks import RunLock
-lock, start = RunLock(Path(sys.argv[1])), float(sys.argv[2])
+from bench import locks
+path, start, k, stagger = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+read = locks.read_lock
+seen = []
+
+def read_then_wait(p):
+    # Every racer reads the stale claim, then the k-th goes on k * stagger seconds later: the one that
+    # moves first has made its fresh claim before the next acts on what it read (the take-over race).
+    info = read(p)
+    if not seen:
+        seen.append(info)
+        time.sleep(max(0.0, start + 0.1 + k * stagger - time.time()))
+    return info
+
+locks.read_lock = read_then_wait
+lock = locks.RunLock(path)
 time.sleep(max(0.0, start - time.time() - 0.01))
 while time.time() < start:
     pass
-print(json.dumps({"won": lock.acquire(), "token": lock.token}), flush=True)
-time.sleep(0.5)  # the winner keeps its claim while the others try; no one releases
+print(json.dumps({"won": lock.acquire(), "token": lock.token, "saw": seen[0] and seen[0].get("token")}), flush=True)
+time.sleep(1.5)  # the winner, alive, keeps its claim while the others try; no one releases
 """
 
 
-@pytest.mark.parametrize("attempt", range(3))
-def test_of_several_processes_taking_over_one_stale_lock_exactly_one_wins(tmp_path, attempt):
+@pytest.mark.parametrize("stagger", [0.0, 0.0, 0.2], ids=["at-once", "at-once-again", "one-after-another"])
+def test_of_several_processes_taking_over_one_stale_lock_exactly_one_wins(tmp_path, stagger):
     path = tmp_path / "lock.json"
     path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "dead", "claimed": 0}))
     old = time.time() - 3600
     os.utime(path, (old, old))
     start = time.time() + 1.0
-    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path), str(start)], env=ENV,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path), str(start), str(k), str(stagger)],
+                               env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(4)]
     outcomes = []
     for racer in racers:
         out, err = racer.communicate(timeout=60)
         assert racer.returncode == 0, err
         outcomes.append(json.loads(out))
+    if stagger:
+        assert all(o["saw"] == "dead" for o in outcomes)  # every racer acted on the stale claim it read
     winners = [o["token"] for o in outcomes if o["won"]]
     assert len(winners) == 1, outcomes
     assert json.loads(path.read_text())["token"] == winners[0]
