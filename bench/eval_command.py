@@ -38,10 +38,33 @@ def _runs(targets: tuple[str, ...], results: Path) -> list[Path]:
     return found
 
 
-@click.command(name="eval")
+# One line per registered metric and alias, for --help and the README; written out here so
+# `bench eval --help` never imports torch (tests/test_habits.py keeps it equal to the registry).
+METRIC_HELP = {
+    "fd": "Frechet distance on the built-in data's own feature extractor (digits, shapes, mnist...)",
+    "kid": "kernel distance (KID) on the same features; on natural images the Inception KID",
+    "prc": "improved precision/recall (k = 3) on the same features; on natural images VGG16's",
+    "density_coverage": "density and coverage (k = 5) on the same features",
+    "stacked_modes": "stacked digits: modes covered of 1,000 and KL to uniform",
+    "inception": "natural images: FID, KID and IS on torch-fidelity's Inception (needs its weights)",
+    "vgg_prc": "natural images: precision/recall on VGG16 fc2_relu (needs its weights)",
+    "mode_scores": "ring8/grid25: modes covered, high-quality fraction, KL and JSD to uniform",
+    "msssim": "MS-SSIM of generated pairs beside real pairs (diversity; gap = generated - real)",
+    "ndb": "NDB over K = 100 k-means bins and its JSD, with a real-data control",
+    "class_scores": "conditional runs: judge accuracy on the asked-for labels, per-class KID, diversity",
+    "probe": "opt-in: linear probe on D's features beside a random D and raw pixels",
+    "fid": "alias (torch-fidelity's name): fd on built-in data, inception on natural images",
+    "isc": "alias: the Inception Score, part of inception",
+    "is": "alias of isc",
+}
+METRICS_EPILOG = "\b\nMetrics (--metrics A,B):\n" + "\n".join(f"  {k:17} {v}" for k, v in METRIC_HELP.items())
+
+
+@click.command(name="eval", epilog=METRICS_EPILOG)
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--metrics", "metric_names", default="", metavar="A,B",
-              help="metrics to compute (default: every one of the full protocol that applies)")
+              help="metrics to compute, by name or torch-fidelity's (fid, isc, kid, prc; list below); "
+                   "default: every one of the full protocol that applies")
 @click.option("--n", "n", type=click.IntRange(2), default=None, help="generated samples (default: the protocol's)")
 @click.option("--checkpoint", type=click.Choice(["final", "best", "all"]), default="all", show_default=True,
               help="which generator: the final one, the best by the curve (ckpt/best.pt), or both")
@@ -64,15 +87,20 @@ def eval_command(targets, metric_names, n, checkpoint, device, inception_weights
 
     names = [m.strip() for m in metric_names.split(",") if m.strip()] or None
     paths, damaged = _runs(targets, results), 0
+    # On a grid, a named metric that does not fit some runs (kid on ring8) skips those runs with a
+    # note; asked of one run, it is an error. Fitting no run at all is an error either way.
+    notes: list[str] | None = [] if len(paths) > 1 else None
+    used: set[str] = set()
     for path in paths:
         try:
-            records, timings = evaluate_run(path, names, n, checkpoint, device, weights)
+            records, timings = evaluate_run(path, names, n, checkpoint, device, weights, notes)
         except Damaged as exc:
             if len(paths) == 1:
                 raise
             click.echo(f"damaged {path.name}: {exc}", err=True)  # the grid's other runs are still evaluated
             damaged += 1
             continue
+        used |= {r["name"] for r in records}
         click.echo(f"{path}: {len(records)} values", err=True)
         for r in records:
             std = f" ± {r['std']:.4g}" if r.get("std") is not None else ""
@@ -80,13 +108,17 @@ def eval_command(targets, metric_names, n, checkpoint, device, inception_weights
             shown = "skipped" if value is None or value != value else f"{value:.6g}"
             click.echo(f"  {r['kind']:5}  step {r['step']:>7}  {r['label']:36}  {shown}{std}")
         click.echo("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()), err=True)
+    if notes and names and not used:
+        raise BenchError(f"--metrics {metric_names}: no run of {', '.join(targets)} takes any of them "
+                         f"(see the notes above); pick metrics that fit the grid's datasets")
     if damaged:
         click.echo(f"{damaged} damaged run(s) not evaluated (see the lines above for the file and the fix)", err=True)
         raise click.exceptions.Exit(1)
 
 
-def evaluate_run(path: Path, names, n, which: str, device_name: str, weights):
-    """Load a finished run's data, G (and D for the probe) and run the full protocol on it."""
+def evaluate_run(path: Path, names, n, which: str, device_name: str, weights, notes: list | None = None):
+    """Load a finished run's data, G (and D for the probe) and run the full protocol on it. With
+    `notes`, named metrics that do not apply to this run are left out and noted there."""
     import torch
 
     from bench import checkpoint, registry
@@ -105,7 +137,7 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights):
                          f"{config.loop.steps}); finish it with bench run first")
     if names:
         for name in names:
-            registry.metrics.get(name)  # unknown names fail here, listing the valid ones
+            registry.metrics.candidates(name)  # unknown names fail here, listing the valid ones
     device = pick_device(device_name)
     data = registry.datasets.get(config.dataset).load(config.data, config.loop.image_size, device)
     variant = registry.variants.get(config.variant)(config.options, data.spec)
@@ -115,6 +147,18 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights):
     checkpoint.load_into(run.checkpoint_file, state, fix=checkpoint.RETRAIN, G=G, D=D)
     G, D = G.to(device), D.to(device)
     ctx = EvalContext(config, data, variant, device, weights)
+    if names and notes is not None:
+        from bench.metrics.suite import resolve_names
+
+        chosen, missing = resolve_names(ctx, names)
+        if missing:
+            note = (f"note: {run.path.name} ({config.dataset}): {', '.join(missing)} does not apply; "
+                    f"{'skipped for this run' if chosen else 'run skipped'}")
+            notes.append(note)
+            print(note, file=sys.stderr)
+        if not chosen:
+            return [], {}
+        names = chosen
     timings: dict[str, float] = {}
     best_file = run.path / "ckpt" / "best.pt"
     records = evaluate_final(run, ctx, G, int(state["step"]), best_file, names, n, timings, D=D, which=which)

@@ -25,6 +25,7 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, object] = {}
+        self._aliases: dict[str, tuple[str, ...]] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         if not _NAME.match(name):
@@ -39,11 +40,31 @@ class Registry:
 
         return add
 
-    def get(self, name: str):
+    def alias(self, name: str, *targets: str) -> None:
+        """Another name users already know (torch-fidelity's `fid`, `isc`): it stands for the first
+        of `targets` that fits the run (see `candidates`). A registered name may be an alias too
+        (`kid` falls back to the Inception KID on natural images)."""
+        if not _NAME.match(name) or name in self._aliases:
+            raise ValueError(f"{self.kind} alias {name!r} is not a clean new name")
+        self._aliases[name] = targets
+
+    def candidates(self, name: str) -> tuple[str, ...]:
+        """The registered names `name` stands for: itself, or an alias's targets in order."""
         load_plugins()
-        if name not in self._entries:
-            raise BenchError(f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}")
-        return self._entries[name]
+        if name in self._aliases:
+            return self._aliases[name]
+        if name in self._entries:
+            return (name,)
+        extra = sorted(set(self._aliases) - set(self._entries))
+        aliases = f" (aliases: {', '.join(extra)})" if extra else ""
+        raise BenchError(f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}{aliases}")
+
+    def get(self, name: str):
+        return self._entries[self.candidates(name)[0]]
+
+    def aliases(self) -> dict[str, tuple[str, ...]]:
+        load_plugins()
+        return dict(self._aliases)
 
     def names(self) -> list[str]:
         load_plugins()
@@ -64,3 +85,9 @@ def load_plugins() -> None:
 variants = Registry("variant")
 datasets = Registry("dataset")
 metrics = Registry("metric")
+# torch-fidelity's names: FID is `fd` on built-in data (domain features), `inception` on natural images.
+metrics.alias("fid", "fd", "inception")
+metrics.alias("isc", "inception")
+metrics.alias("is", "inception")
+metrics.alias("kid", "kid", "inception")
+metrics.alias("prc", "prc", "vgg_prc")

@@ -24,16 +24,27 @@ __all__ = ["CURVE", "FINAL", "Metric", "applicable", "run_protocol", "selected"]
 def selected(ctx: EvalContext, stage: str, names: Optional[list[str]] = None) -> list[Metric]:
     """The metrics of `stage` that apply to this run, or exactly `names` (each must apply)."""
     if names:
-        chosen = []
-        for name in names:
-            metric = registry.metrics.get(name)()
-            if not metric.applies(ctx):
-                raise BenchError(f"metric {name!r} does not apply to dataset {ctx.dataset!r} "
-                                 f"({ctx.family}); applicable: {', '.join(applicable(ctx))}")
-            chosen.append(metric)
-        return chosen
+        chosen, missing = resolve_names(ctx, names)
+        if missing:
+            raise BenchError(f"metric {missing[0]!r} does not apply to dataset {ctx.dataset!r} "
+                             f"({ctx.family}); applicable: {', '.join(applicable(ctx))}")
+        return [registry.metrics.get(name)() for name in chosen]
     return [m for m in (registry.metrics.get(k)() for k in registry.metrics.names())
             if stage in m.stages and not m.opt_in and m.applies(ctx)]
+
+
+def resolve_names(ctx: EvalContext, names: list[str]) -> tuple[list[str], list[str]]:
+    """(registered names to run, asked-for names that fit no metric of this run). An alias stands
+    for its first target that applies (`fid` is `fd` on digits, `inception` on a folder); two names
+    for one metric run it once. Unknown names raise, listing the valid ones."""
+    chosen, missing = [], []
+    for name in names:
+        fits = [c for c in registry.metrics.candidates(name) if registry.metrics.get(c)().applies(ctx)]
+        if not fits:
+            missing.append(name)
+        elif fits[0] not in chosen:
+            chosen.append(fits[0])
+    return chosen, missing
 
 
 def applicable(ctx: EvalContext) -> list[str]:
