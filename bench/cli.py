@@ -113,7 +113,7 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
     from bench.progress import GridProgress
 
     outcomes: dict[str, str] = {}
-    with GridProgress(todo, placement.slots) as progress:
+    with GridProgress(todo, placement.slots, grid=planned) as progress:
         units = scheduler.pack_units(todo, pack)
         step_progress = progress.steps_for if placement.slots == 1 and backend == "local" else None
         for rid, outcome, seconds in execute(units, backend, placement, retry_failed, address, step_progress):
@@ -240,21 +240,29 @@ def sample(run_dir, n, out, class_, seed):
     click.echo(f"wrote {n} samples to {path}", err=True)
 
 
+def interrupted(argv: list[str]) -> str:
+    """The Ctrl-C line: what was kept and the command that carries on."""
+    import shlex
+
+    command = shlex.join(["bench", *[a for a in argv if a != "--dry-run"]])
+    if argv[:1] == ["run"]:
+        return (f"interrupted; finished runs are kept and the others resume from their last checkpoint "
+                f"with: {command}")
+    return f"interrupted; run it again with: {command}"
+
+
 def main(argv=None) -> int:
     try:
         code = cli.main(args=argv, prog_name="bench", standalone_mode=False)
     except BenchError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        click.echo(interrupted(sys.argv[1:] if argv is None else argv), err=True)
         return 130
     except click.ClickException as exc:
         exc.show()
         return 2
-    except KeyboardInterrupt:
-        click.echo("interrupted; run the same command again to resume", err=True)
-        return 130
     except Exception as exc:
         from bench.scheduler import disk_full
 

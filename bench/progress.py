@@ -9,8 +9,12 @@ import click
 
 
 class GridProgress:
-    def __init__(self, planned, slots: int):
+    def __init__(self, planned, slots: int, grid=None):
         self.planned = {p.run.id: p for p in planned}
+        from bench.status import varying_config_keys
+
+        # The keys that vary over the whole grid (`grid`, default the runs to train) name each run.
+        self.keys = varying_config_keys([p.config.flat() for p in (grid or planned)])
         self.total, self.done = len(planned), 0
         self.tty = sys.stderr.isatty()
         self.bar = None
@@ -28,7 +32,8 @@ class GridProgress:
 
     def describe(self, rid: str) -> str:
         flat = self.planned[rid].config.flat()
-        return f"{rid} {flat['variant']} {flat['dataset']} seed={flat['seed']}"
+        return " ".join([rid, flat["variant"], flat["dataset"]] +
+                        [f"{k}={flat.get(k)}" for k in self.keys if k not in ("variant", "dataset")])
 
     def run_done(self, rid: str, outcome: str, seconds: float) -> None:
         self.done += 1

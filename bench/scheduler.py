@@ -236,10 +236,15 @@ def execute_stream(units: list[list[str]], threads: int, device: Optional[str], 
 
 
 def pack_units(planned: list[PlannedRun], pack: int) -> list[list[str]]:
-    """Run folders in units of work: up to `pack` runs that differ only in seed share a unit."""
+    """Run folders in units of work: up to `pack` runs that differ only in seed share a unit.
+
+    Units come in rounds, as the grid orders its runs (README, Grid files): the first seed (or first
+    pack of seeds) of every configuration, then the next, so a half-finished grid already has every
+    configuration once."""
     groups: dict[str, list[str]] = {}
     for p in planned:
         key = json.dumps({k: v for k, v in p.config.flat().items() if k not in ("seed", "device")},
                          sort_keys=True, default=str)
         groups.setdefault(key, []).append(str(p.run.path))
-    return [paths[i:i + pack] for paths in groups.values() for i in range(0, len(paths), pack)]
+    rounds = max((len(paths) for paths in groups.values()), default=0)
+    return [paths[i:i + pack] for i in range(0, rounds, pack) for paths in groups.values() if paths[i:i + pack]]

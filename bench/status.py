@@ -72,17 +72,33 @@ def read_rows(run_paths: list[Path], configs: Optional[list[dict]] = None) -> li
 
 def varying_keys(rows: list[RunRow]) -> list[str]:
     """Config keys whose value differs between runs: what tells the rows apart."""
+    return varying_config_keys([r.config for r in rows])
+
+
+def varying_config_keys(configs: list[dict]) -> list[str]:
+    """variant, dataset, then the other keys whose value differs between the configs, then seed."""
     # Keys every run has; a variant's own keys (absent from other variants' runs) would be noise.
-    keys = sorted(set.intersection(*(set(r.config) for r in rows))) if rows else []
-    varying = [k for k in keys if len({repr(r.config.get(k)) for r in rows}) > 1]
+    keys = sorted(set.intersection(*(set(c) for c in configs))) if configs else []
+    varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
     first = [k for k in ("variant", "dataset") if k in varying or k in keys]
     return first + [k for k in varying if k not in first and k != "seed"] + (["seed"] if "seed" in keys else [])
+
+
+def by_configuration(rows: list[RunRow]) -> list[RunRow]:
+    """Rows grouped by configuration (the config without its seed), groups in the order they first
+    appear (the grid's order when the rows come from its plan), seeds ascending inside a group."""
+    groups: dict[str, list[RunRow]] = {}
+    for row in rows:
+        key = repr(sorted((k, repr(v)) for k, v in row.config.items() if k not in ("seed", "device")))
+        groups.setdefault(key, []).append(row)
+    seed = lambda r: r.config.get("seed") if isinstance(r.config.get("seed"), int) else 0  # noqa: E731
+    return [row for group in groups.values() for row in sorted(group, key=seed)]
 
 
 def render(rows: list[RunRow], title: str) -> str:
     keys = varying_keys(rows)
     lines = [title, f"{'run id':12}  {'state':9}  {'step':>13}  {'steps/s':>8}  config"]
-    for row in sorted(rows, key=lambda r: (ORDER.index(r.state) if r.state in ORDER else 9, r.run_id)):
+    for row in by_configuration(rows):
         rate = f"{row.rate:8.1f}" if row.rate else f"{'-':>8}"
         desc = " ".join(f"{k}={row.config.get(k)}" for k in keys)
         lines.append(f"{row.run_id:12}  {row.state:9}  {row.step:>6}/{row.steps:<6}  {rate}  {desc}")

@@ -89,3 +89,91 @@ def test_eval_of_one_run_still_refuses_a_metric_that_does_not_apply(mixed_grid, 
     ring = next(p for p in mixed_grid.iterdir() if RunDir.open(p).read_config()["dataset"] == "ring8")
     code, _, err = bench_cli("eval", str(ring), "--metrics", "fid")
     assert code == 2 and "does not apply to dataset 'ring8'" in err
+
+
+# 5. Run order, 6. progress lines and the Ctrl-C line
+
+LABELS_GRID = """\
+name: labels
+seeds: 2
+base: {variant: dcgan, dataset: digits, image_size: 16, batch_size: 8, steps: 2, log_every: 1,
+       ckpt_every: 2, eval_every: -1, width: 8, device: cpu}
+grid:
+  labels:
+    - {real_label: 1.0, fake_label: 0.0}
+    - {real_label: 0.9, fake_label: 0.0}
+    - {real_label: 0.9, fake_label: 0.1}
+"""
+
+
+def _labels_plan(tmp_path):
+    from bench import scheduler
+    from bench.config import load_grid
+    from bench.grid import resolve_all
+
+    (tmp_path / "labels.yaml").write_text(LABELS_GRID)
+    configs, _ = resolve_all(load_grid(str(tmp_path / "labels.yaml")))
+    return scheduler.plan(tmp_path / "results", "labels", configs)
+
+
+def _setting(config) -> tuple:
+    flat = config.flat()
+    return flat["real_label"], flat["fake_label"], flat["seed"]
+
+
+@pytest.mark.parametrize("pack, expected", [
+    (1, [[(1.0, 0.0, 0)], [(0.9, 0.0, 0)], [(0.9, 0.1, 0)], [(1.0, 0.0, 1)], [(0.9, 0.0, 1)], [(0.9, 0.1, 1)]]),
+    (2, [[(1.0, 0.0, 0), (1.0, 0.0, 1)], [(0.9, 0.0, 0), (0.9, 0.0, 1)], [(0.9, 0.1, 0), (0.9, 0.1, 1)]]),
+])
+def test_training_order_is_seeds_first_across_configurations(tmp_path, pack, expected):
+    from bench.scheduler import pack_units
+
+    planned = _labels_plan(tmp_path)
+    by_path = {str(p.run.path): p.config for p in planned}
+    assert [[_setting(by_path[u]) for u in unit] for unit in pack_units(planned, pack)] == expected
+
+
+def test_pack_rounds_keep_every_configuration_per_round(tmp_path):
+    from bench.scheduler import pack_units
+
+    planned = _labels_plan(tmp_path)  # 3 configurations x 2 seeds; pack 1 of 3 seeds is the same shape
+    units = pack_units(planned, 1)
+    first_round = {_setting(next(p.config for p in planned if str(p.run.path) == u[0]))[:2] for u in units[:3]}
+    assert len(first_round) == 3
+
+
+def test_progress_lines_name_the_varying_keys_and_dry_run_groups_by_configuration(tmp_path, bench_cli,
+                                                                                   bench_cache):
+    (tmp_path / "labels.yaml").write_text(LABELS_GRID)
+    code, out, err = bench_cli("run", "labels.yaml", "--dry-run")
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if "real_label=" in line]
+    assert [(r.split("real_label=")[1].split()[0], r.split("fake_label=")[1].split()[0], r.split("seed=")[1])
+            for r in rows] == [("1.0", "0.0", "0"), ("1.0", "0.0", "1"), ("0.9", "0.0", "0"), ("0.9", "0.0", "1"),
+                               ("0.9", "0.1", "0"), ("0.9", "0.1", "1")]
+    code, out, err = bench_cli("run", "labels.yaml")
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("[")]
+    assert len(lines) == 6 and lines[0].startswith("[1/6]")
+    assert "dcgan digits fake_label=0.0 real_label=1.0 seed=0: done" in lines[0]
+    assert "fake_label=0.0 real_label=0.9 seed=0: done" in lines[1]
+    assert "fake_label=0.1 real_label=0.9 seed=0: done" in lines[2]
+    assert "real_label=1.0 seed=1: done" in lines[3]
+    code, out, err = bench_cli("status", "labels.yaml")
+    assert code == 0 and [line.split()[-1] for line in out.splitlines() if "real_label=" in line] == \
+        ["seed=0", "seed=1"] * 3
+
+
+def test_ctrl_c_prints_the_command_that_resumes(tmp_path, bench_cli, monkeypatch):
+    from bench import scheduler
+
+    (tmp_path / "labels.yaml").write_text(LABELS_GRID)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scheduler, "plan", interrupt)
+    code, _, err = bench_cli("run", "labels.yaml", "--set", "steps=3", "--dry-run")
+    assert code == 130 and err.strip().count("\n") == 0  # click ends the ^C line first
+    assert err.strip() == ("interrupted; finished runs are kept and the others resume from their last checkpoint "
+                           "with: bench run labels.yaml --set steps=3")
