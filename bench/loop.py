@@ -3,7 +3,8 @@
 Every variant is trained here, so a comparison between variants never confounds the variant with
 its loop. A step runs the phases in order, D then G, each a plain record (which net, which optimizer,
 which loss, how many repeats, what runs after each update), as StyleGAN3's training loop does. The
-hot path has no host sync: per-step losses go by slice assignment into a device buffer that is
+hot path has no host sync: per-step losses and each phase's global gradient norm (grad_norm_d,
+grad_norm_g: after backward, before the step; per member in a pack) go by slice assignment into a device buffer that is
 copied to the host once every `log_every` steps (the flush), where non-finite values are detected,
 records appended, and checkpoints written.
 
@@ -120,14 +121,17 @@ def _step(t: Training) -> list[Entry]:
     """Every phase in order; each one's loss and the stats of its last repeat, detached, on the device."""
     entries: list[Entry] = []
     for phase in t.phases:
-        loss, stats = _run_phase(t, phase)
+        loss, stats, grad_norm = _run_phase(t, phase)
         entries.append((phase.name, f"loss_{phase.name}", loss.detach()))
+        entries.append((phase.name, f"grad_norm_{phase.name}", grad_norm))
         entries += [(phase.name, name, value) for name, value in stats.items()]
     return entries
 
 
-def _run_phase(t: Training, phase: Phase) -> tuple[Tensor, dict[str, Tensor]]:
+def _run_phase(t: Training, phase: Phase) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    """The phase's updates; its last loss and stats, and the mean over its updates of the gradient norm."""
     B = t.loop.batch_size
+    grad_norm = torch.zeros((), device=t.device)
     for _ in range(phase.repeats):
         x, y = t.group.source.sample(B)  # labels too: G's step needs them for conditional variants
         with frozen(phase.other):
@@ -135,9 +139,23 @@ def _run_phase(t: Training, phase: Phase) -> tuple[Tensor, dict[str, Tensor]]:
                 loss, stats = phase.loss(t.G, t.D, Batch(x, y), t.group.model.sample_z(B, t.device))
             phase.opt.zero_grad(set_to_none=True)
             loss.sum().backward()  # a pack gives one loss per member; members share no parameter
+        grad_norm = grad_norm + grad_norm_of(phase.net, t.group.size)
         phase.opt.step()
         phase.after_step(phase.net)
-    return loss, stats
+    return loss, stats, grad_norm / phase.repeats
+
+
+def grad_norm_of(net: nn.Module, members: int) -> Tensor:
+    """Global L2 norm of the net's gradients, on the device: [] for one run, [K] for a pack, whose
+    stacked [K, ...] gradients give each member the norm over its own slices."""
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    if not grads:  # a net the loss did not reach
+        device = next(net.parameters()).device
+        return torch.zeros(members, device=device) if members > 1 else torch.zeros((), device=device)
+    if members == 1:
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())
+    per_tensor = torch.stack([torch.linalg.vector_norm(g.reshape(members, -1).float(), dim=1) for g in grads])
+    return torch.linalg.vector_norm(per_tensor, dim=0)
 
 
 @contextlib.contextmanager

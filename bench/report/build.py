@@ -198,7 +198,8 @@ def _loss_figure(report: Report, runs: pd.DataFrame, fig_dir: Path, panels: int 
     picked = list(lay.sort_values("flagged", ascending=False, kind="stable")["config"][:panels])
     keep = runs[runs["config"].isin(picked)]
     rec = report.data.records
-    losses = rec[(rec["kind"] == "train") & rec["name"].isin(["loss_d", "loss_g"])].merge(keep, on="run_id")
+    losses = rec[(rec["kind"] == "train") & rec["name"].isin(["loss_d", "loss_g", *figures.GRAD_COLOURS])].merge(
+        keep, on="run_id")
     if losses.empty:
         return
     order = {c: i for i, c in enumerate(picked)}
@@ -206,8 +207,9 @@ def _loss_figure(report: Report, runs: pd.DataFrame, fig_dir: Path, panels: int 
     marks = keep.merge(report.stability, on="run_id")
     path = figures.loss_figure(fig_dir, losses, marks, panels)
     report.figures.append(Figure(path, "loss histories", f"D and G loss per run (window means), one panel per "
-                                 f"configuration, the {len(picked)} with the most diverged or collapsed runs first; "
-                                 "dashed = collapse onset, x = divergence step.", "losses"))
+                                 f"configuration, the {len(picked)} with the most diverged or collapsed runs first, "
+                                 "with the global L2 norm of D's and G's gradients (window means, log scale) under "
+                                 "it where recorded; dashed = collapse onset, x = divergence step.", "losses"))
 
 
 def collect_samples(report: Report) -> None:

@@ -24,7 +24,7 @@ import click
 @click.option("--threshold", "thresholds", multiple=True, metavar="KEY=RULE",
               help="stability rule, repeatable: divergence.fd=start+25%, collapse.modes_covered=-25%, "
                    "collapse.msssim_gap=+0.10, reach.modes_covered=50%, reach.recall=10%, loss.d_max=0.05, "
-                   "loss.g_rise=1, loss.windows=3; RULE 'off' drops a rule")
+                   "loss.g_rise=1, loss.windows=3, grad.g_share=0.01; RULE 'off' drops a rule")
 @click.option("--max-panels", type=click.IntRange(1), default=12, show_default=True,
               help="figure panels (one per setting of the non-baseline keys) drawn; tables keep every configuration")
 @click.option("--link-samples", is_flag=True, help="link sample PNGs in the run folders instead of embedding them")

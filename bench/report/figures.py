@@ -34,7 +34,8 @@ STYLE = {"text.parse_math": False, "figure.dpi": 100, "savefig.dpi": 100, "axes.
 BAND_RESAMPLES = 1_000
 BAND_SEED = 0
 OUTCOME_COLOURS = {"ok": "#1f77b4", "collapsed": "#d62728", "diverged": "black"}
-FIGURE_VERSION = "5"  # bump when a drawing changes, so cached files are redrawn
+GRAD_COLOURS = {"grad_norm_d": "#2ca02c", "grad_norm_g": "#9467bd"}  # drawn under the losses
+FIGURE_VERSION = "6"  # bump when a drawing changes, so cached files are redrawn
 
 
 def _key(kind: str, frame: pd.DataFrame, *extra) -> str:
@@ -194,9 +195,11 @@ def curve_figure(out_dir: Path, curves: pd.DataFrame, title: str, higher: bool |
 
 def loss_figure(out_dir: Path, losses: pd.DataFrame, marks: pd.DataFrame, max_panels: int = 12,
                 name: str = "losses") -> Path:
-    """G and D loss per run, one panel per configuration, collapse onsets (dashed) and divergence (x) marked.
+    """G and D loss per run, one panel per configuration, collapse onsets (dashed) and divergence (x) marked;
+    where the runs recorded gradient norms, a panel of them (log scale) under each loss panel.
 
-    losses: config, run_id, step, name (loss_d / loss_g), value; marks: config, run_id, collapse_onset, diverged_at.
+    losses: config, run_id, step, name (loss_d / loss_g / grad_norm_d / grad_norm_g), value;
+    marks: config, run_id, collapse_onset, diverged_at.
     """
     frame = losses[["config", "run_id", "step", "name", "value"]].astype({"run_id": str})
     marks = marks[["config", "run_id", "collapse_onset", "diverged_at"]].astype({"run_id": str})
@@ -205,12 +208,24 @@ def loss_figure(out_dir: Path, losses: pd.DataFrame, marks: pd.DataFrame, max_pa
     def draw():
         cols = min(3, len(configs))
         rows = -(-len(configs) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False, sharex=True)
+        grads = frame["name"].isin(GRAD_COLOURS).any()
+        per = 2 if grads else 1  # figure rows per row of configurations: losses, then gradient norms
+        fig, grid = plt.subplots(rows * per, cols, figsize=(4.2 * cols, 2.8 * rows * per), squeeze=False, sharex=True)
+        axes = grid[::per]
         colors = {"loss_d": "#1f77b4", "loss_g": "#ff7f0e"}
-        for ax, config in zip(axes.flat, configs):
+        for i, config in enumerate(configs):
+            ax = axes.flat[i]
             part = frame[frame["config"] == config]
-            for (rid, name), run in part.groupby(["run_id", "name"], sort=True):
+            for (rid, name), run in part[~part["name"].isin(GRAD_COLOURS)].groupby(["run_id", "name"], sort=True):
                 ax.plot(run["step"], run["value"], color=colors.get(name, "grey"), lw=0.9, alpha=0.7)
+            if grads:
+                gax = grid[(i // cols) * per + 1, i % cols]
+                for (rid, name), run in part[part["name"].isin(GRAD_COLOURS)].groupby(["run_id", "name"], sort=True):
+                    gax.plot(run["step"], run["value"].where(run["value"] > 0), color=GRAD_COLOURS[name], lw=0.9,
+                             alpha=0.7)
+                gax.set_yscale("log")
+                gax.set_ylabel("grad norm", fontsize=8)
+                gax.grid(alpha=0.3)
             for m in marks[marks["config"] == config].itertuples():
                 if pd.notna(m.collapse_onset):
                     ax.axvline(m.collapse_onset, color="#d62728", ls="--", lw=1)
@@ -218,14 +233,18 @@ def loss_figure(out_dir: Path, losses: pd.DataFrame, marks: pd.DataFrame, max_pa
                     ax.plot([m.diverged_at], [0], marker="x", color="black", ms=7, mew=2, clip_on=False)
             ax.set_title(_wrap(config, 52))
             ax.grid(alpha=0.3)
-        _hide_unused(axes, len(configs))
+        for r in range(per):
+            _hide_unused(grid[r::per], len(configs))
         handles = [plt.Line2D([], [], color=colors["loss_d"], label="D loss"),
                    plt.Line2D([], [], color=colors["loss_g"], label="G loss"),
+                   *([plt.Line2D([], [], color=GRAD_COLOURS["grad_norm_d"], label="D grad norm"),
+                      plt.Line2D([], [], color=GRAD_COLOURS["grad_norm_g"], label="G grad norm")] if grads else []),
                    plt.Line2D([], [], color="#d62728", ls="--", label="collapse onset"),
                    plt.Line2D([], [], color="black", marker="x", ls="", label="diverged")]
-        fig.legend(handles=handles, loc="upper center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.0))
+        fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, bbox_to_anchor=(0.5, 1.0))
         fig.supxlabel("step (G updates)", fontsize=9)
-        fig.subplots_adjust(left=0.5 / (4.2 * cols), right=0.98, bottom=0.5 / (2.8 * rows), top=1 - 0.75 / (2.8 * rows),
+        height = 2.8 * rows * per
+        fig.subplots_adjust(left=0.6 / (4.2 * cols), right=0.98, bottom=0.5 / height, top=1 - 0.75 / height,
                             hspace=0.4, wspace=0.22)
         return fig
 

@@ -8,7 +8,9 @@ feature space (FD sits near 1,000 on the built-in digits features and near 300 u
 - collapse, drop: worse than its own best so far by delta and never recovering ("-25%", "+0.10");
 - collapse, reach: never reaching a share of the real-data ceiling (modes, coverage, recall), onset
   at the run's first evaluation: a run stuck at 1 of 8 ring modes from the start is collapsed;
-- collapse, losses: D's loss pinned near zero while G's climbs, a discriminator that has won.
+- collapse, losses: D's loss pinned near zero while G's climbs, a discriminator that has won;
+- collapse, gradients: D's loss pinned near zero while G's gradient norm has sunk to a small share of
+  the run's own largest (the vanishing gradient of a discriminator that has won, Arjovsky & Bottou 2017);
 Every threshold is an option, and the report prints each rule with the runs it flagged.
 """
 
@@ -47,13 +49,14 @@ class Thresholds:
     loss_d_max: float = 0.05  # D loss below this counts as "near zero"
     loss_g_rise: float = 1.0  # G loss must end this much above its lowest value before the onset
     loss_windows: int = 3  # D loss must stay near zero for at least this many logged windows
+    grad_g_share: float = 0.01  # G grad norm at most this share of the run's own largest counts as vanished
 
     def describe(self) -> list[tuple[str, str]]:
         rows = [(f"divergence.{k}", v) for k, v in self.divergence.items()]
         rows += [(f"collapse.{k}", v) for k, v in self.collapse.items()]
         rows += [(f"reach.{k}", v) for k, v in self.reach.items()]
         return rows + [("loss.d_max", f"{self.loss_d_max:g}"), ("loss.g_rise", f"{self.loss_g_rise:g}"),
-                       ("loss.windows", str(self.loss_windows))]
+                       ("loss.windows", str(self.loss_windows)), ("grad.g_share", f"{self.grad_g_share:g}")]
 
     def rules(self) -> list[tuple[str, str, str]]:
         """(rule key as counted in the hits, rule, what it means) for the page."""
@@ -72,6 +75,9 @@ class Thresholds:
                     "(PROTOCOLS 3: KL of modes is NaN, the run is collapsed)"))
         out.append(("loss", f"loss_d<{self.loss_d_max:g}, loss_g +{self.loss_g_rise:g}, {self.loss_windows} windows",
                     "D loss near zero to the end while G loss climbs"))
+        out.append(("grads", f"loss_d<{self.loss_d_max:g}, grad_norm_g<{self.grad_g_share:g}x its max, "
+                    f"{self.loss_windows} windows", "D loss near zero and G's gradient norm vanished (a share of "
+                    "the run's own largest) to the end"))
         return out
 
 
@@ -80,7 +86,8 @@ def parse_thresholds(items: tuple[str, ...] | list[str], base: Thresholds | None
     divergence.<metric>=start+25%|>300|off, loss.d_max=0.05..."""
     t = base or Thresholds()
     groups = {"collapse": dict(t.collapse), "reach": dict(t.reach), "divergence": dict(t.divergence)}
-    loss = {"loss.d_max": t.loss_d_max, "loss.g_rise": t.loss_g_rise, "loss.windows": t.loss_windows}
+    loss = {"loss.d_max": t.loss_d_max, "loss.g_rise": t.loss_g_rise, "loss.windows": t.loss_windows,
+            "grad.g_share": t.grad_g_share}
     hints = {"collapse": "-25% or +0.10", "reach": "50%", "divergence": "start+25% or >300"}
     for item in items:
         key, sep, rule = item.partition("=")
@@ -105,9 +112,10 @@ def parse_thresholds(items: tuple[str, ...] | list[str], base: Thresholds | None
                 raise BenchError(f"--threshold {item!r}: {key} takes a number") from None
         else:
             raise BenchError(f"--threshold {item!r}: unknown key {key!r}; valid: divergence.<metric>, "
-                             "collapse.<metric>, reach.<metric>, loss.d_max, loss.g_rise, loss.windows")
+                             "collapse.<metric>, reach.<metric>, loss.d_max, loss.g_rise, loss.windows, grad.g_share")
     return replace(t, collapse=groups["collapse"], reach=groups["reach"], divergence=groups["divergence"],
-                   loss_d_max=loss["loss.d_max"], loss_g_rise=loss["loss.g_rise"], loss_windows=loss["loss.windows"])
+                   loss_d_max=loss["loss.d_max"], loss_g_rise=loss["loss.g_rise"], loss_windows=loss["loss.windows"],
+                   grad_g_share=loss["grad.g_share"])
 
 
 def rule_for(rules: dict, name: str, label: str) -> str | None:
@@ -271,6 +279,31 @@ def loss_collapse(records: pd.DataFrame, t: Thresholds) -> pd.DataFrame:
                          "collapse_by": f"loss_d<{t.loss_d_max:g}, loss_g +{t.loss_g_rise:g}", "rule": "loss"})
 
 
+def grad_collapse(records: pd.DataFrame, t: Thresholds) -> pd.DataFrame:
+    """Runs whose D loss stays below loss_d_max while G's gradient norm stays at most grad_g_share of the
+    run's own largest, for at least loss_windows windows to the end. Relative to the run, since a norm's
+    size depends on the architecture; runs with a negative D loss (a Wasserstein critic) are not read."""
+    cols = ["run_id", "collapse_onset", "collapse_by", "rule"]
+    tr = records.loc[(records["kind"] == "train") & records["name"].isin(["loss_d", "grad_norm_g"]),
+                     ["run_id", "step", "name", "value"]]
+    if tr.empty:
+        return pd.DataFrame(columns=cols)
+    wide = tr.pivot_table(index=["run_id", "step"], columns="name", values="value", observed=True, dropna=False)
+    if "loss_d" not in wide or "grad_norm_g" not in wide:
+        return pd.DataFrame(columns=cols)
+    wide = wide.reset_index().sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+    by = wide.groupby("run_id", sort=False, observed=True)
+    peak = by["grad_norm_g"].transform("max")
+    bad = ((wide["loss_d"] < t.loss_d_max) & (wide["grad_norm_g"] <= t.grad_g_share * peak)).astype(int)
+    stays = bad.iloc[::-1].groupby(wide["run_id"].iloc[::-1], sort=False, observed=True).cummin().iloc[::-1] == 1
+    per_run = pd.DataFrame({"windows": stays.groupby(wide["run_id"], observed=True).sum(), "d_min": by["loss_d"].min()})
+    first = wide[stays].groupby("run_id", sort=False, observed=True).head(1)
+    per_run["onset"] = pd.Series(first["step"].to_numpy(), index=first["run_id"].to_numpy())
+    hit = per_run[(per_run["d_min"] >= 0) & (per_run["windows"] >= max(t.loss_windows, 1))]
+    return pd.DataFrame({"run_id": hit.index.astype(str), "collapse_onset": hit["onset"].astype(int).to_numpy(),
+                         "collapse_by": f"loss_d<{t.loss_d_max:g}, grad_norm_g<{t.grad_g_share:g}x max", "rule": "grads"})
+
+
 def no_hq_collapse(records: pd.DataFrame) -> pd.DataFrame:
     """Runs with no high-quality sample (kl_modes undefined) from some evaluation to their last."""
     cols = ["run_id", "collapse_onset", "collapse_by", "rule"]
@@ -316,7 +349,8 @@ def detect(runs: pd.DataFrame, records: pd.DataFrame, columns: pd.DataFrame, t: 
     out.loc[take, "diverged_by"] = out.loc[take, "run_id"].map(ev["diverged_by"])
     out["diverged"] = out["diverged_at"].notna() | status_div
     col = pd.concat([collapse_onsets(records, columns, t).drop(columns="column"),
-                     reach_collapse(records, columns, protocols, t), no_hq_collapse(records), loss_collapse(records, t)])
+                     reach_collapse(records, columns, protocols, t), no_hq_collapse(records), loss_collapse(records, t),
+                     grad_collapse(records, t)])
     col["run_id"] = col["run_id"].astype(str)
     first = col.sort_values("collapse_onset", kind="stable").groupby("run_id").first()
     out["collapse_onset"] = out["run_id"].map(first["collapse_onset"]) if len(first) else np.nan
