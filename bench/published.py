@@ -45,7 +45,7 @@ FINISHED = ("done", "diverged")  # bench.runs.FINISHED: runs whose final value c
 BLOCK_KEYS = {"source", "spread", "values"}
 SOURCE_KEYS = {"paper", "authors", "year", "venue", "table", "figure", "url", "note"}
 VALUE_KEYS = {"row", "metric", "config", "mean", "spread", "kind", "runs", "unit", "label", "note"}
-VERDICTS = ("consistent", "better", "worse", "undetermined", "no runs")
+VERDICTS = ("consistent", "better", "worse", "undetermined", "not measured", "no runs")
 
 
 @dataclass(frozen=True)
@@ -292,7 +292,8 @@ def compare(tidy, reported: tuple[Reported, ...] | list[Reported]):
     - verdict: "consistent" when the published interval (mean ± printed spread, or the printed range;
       the mean alone when none is printed) and our CI overlap; otherwise "better" or "worse" by the
       metric's direction; "undetermined" when neither side has an interval (no printed spread and
-      fewer than 2 seeds); "no runs" when no finished run matches.
+      fewer than 2 seeds); "not measured" when matching runs hold only NaN (a metric that was skipped,
+      e.g. a judge below its accuracy floor); "no runs" when no finished run matches.
     Returns a DataFrame with TABLE_COLUMNS, in the order of `reported`.
     """
     import numpy as np
@@ -308,13 +309,16 @@ def compare(tidy, reported: tuple[Reported, ...] | list[Reported]):
             n, mean = int(d["n"]), d["mean"]
             lo, hi = (d["ci_low"], d["ci_high"]) if n > 1 else (mean, mean)
             p_lo, p_hi = rep.interval
+            found = len(values) > 0
             rows.append({"source": rep.source.cite(), "row": rep.row, "metric": rep.metric,
                          "config": _config_text(rep.config), "label": label,
                          "higher_is_better": DIRECTION[rep.metric], "published": rep.text(),
                          "published_mean": rep.mean, "published_low": p_lo, "published_high": p_hi,
-                         "n": n, "diverged": diverged, "ours": _ours_text(mean, lo, hi, n, rep.unit),
+                         "n": n, "diverged": diverged,
+                         "ours": _ours_text(mean, lo, hi, n, rep.unit) if n or not found else
+                         f"not measured ({len(values)} runs, no finite value)",
                          "ours_mean": mean, "ours_low": lo, "ours_high": hi,
-                         "verdict": verdict(rep, n, mean, lo, hi)})
+                         "verdict": verdict(rep, n, mean, lo, hi) if n or not found else "not measured"})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 

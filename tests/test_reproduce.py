@@ -209,6 +209,9 @@ def test_undetermined_without_any_interval_and_scoped_keys():
     assert scoped.iloc[0]["n"] == 5, "mlp_gan.hidden_g selects mlp_gan runs with that key, on both datasets"
     other = published.compare(_planted(), [_reported("modes_covered", 6.3, 0.5, config=(("dcgan.width", 64),))])
     assert other["verdict"].tolist() == ["no runs"]
+    skipped = _tidy([("r0", 0, "done", "ring8", "[400, 400]", "modes_covered", "final", 1000, math.nan)])
+    table = published.compare(skipped, [_reported("modes_covered", 1.0)])
+    assert table["verdict"].tolist() == ["not measured"] and "1 runs, no finite value" in table.iloc[0]["ours"]
 
 
 def test_verdict_uses_the_metric_direction_and_printed_ranges():
