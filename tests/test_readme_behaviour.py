@@ -101,49 +101,63 @@ RACER = """
 import json, sys, time
 from pathlib import Path
 from bench import locks
-path, start, k, stagger = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-read = locks.read_lock
-seen = []
+path, start, plan = Path(sys.argv[1]), float(sys.argv[2]), [float(t) for t in sys.argv[3].split(",")]
+read, seen = locks.read_lock, []
 
 def read_then_wait(p):
-    # Every racer reads the stale claim, then the k-th goes on k * stagger seconds later: the one that
-    # moves first has made its fresh claim before the next acts on what it read (the take-over race).
+    # The n-th read of a lock file (the stale claim, then what a take-over moved aside) returns its
+    # content, then waits until start + plan[n]: the racers' order between two file operations.
     info = read(p)
-    if not seen:
-        seen.append(info)
-        time.sleep(max(0.0, start + 0.1 + k * stagger - time.time()))
+    seen.append(info)
+    if len(seen) <= len(plan):
+        time.sleep(max(0.0, start + plan[len(seen) - 1] - time.time()))
     return info
 
 locks.read_lock = read_then_wait
 lock = locks.RunLock(path)
-time.sleep(max(0.0, start - time.time() - 0.01))
-while time.time() < start:
-    pass
+time.sleep(max(0.0, start - time.time()))
 print(json.dumps({"won": lock.acquire(), "token": lock.token, "saw": seen[0] and seen[0].get("token")}), flush=True)
-time.sleep(1.5)  # the winner, alive, keeps its claim while the others try; no one releases
+time.sleep(2.5)  # a winner, alive, keeps its claim while the others try; no one releases
 """
 
 
-@pytest.mark.parametrize("stagger", [0.0, 0.0, 0.2], ids=["at-once", "at-once-again", "one-after-another"])
-def test_of_several_processes_taking_over_one_stale_lock_exactly_one_wins(tmp_path, stagger):
+def race(tmp_path, plans: list[str]) -> list[dict]:
+    """One racer per plan against a claim whose holder stopped an hour ago; what each one says it got."""
     path = tmp_path / "lock.json"
     path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "dead", "claimed": 0}))
     old = time.time() - 3600
     os.utime(path, (old, old))
     start = time.time() + 1.0
-    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path), str(start), str(k), str(stagger)],
-                               env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(4)]
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path), str(start), plan], env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for plan in plans]
     outcomes = []
     for racer in racers:
         out, err = racer.communicate(timeout=60)
         assert racer.returncode == 0, err
         outcomes.append(json.loads(out))
-    if stagger:
-        assert all(o["saw"] == "dead" for o in outcomes)  # every racer acted on the stale claim it read
+    assert all(o["saw"] == "dead" for o in outcomes)  # every racer acted on the stale claim it read
+    return outcomes
+
+
+@pytest.mark.parametrize("plans", [["0.1", "0.1"], ["0.1", "0.5"]], ids=["at-once", "one-after-the-other"])
+def test_of_two_processes_taking_over_one_stale_lock_exactly_one_wins(tmp_path, plans):
+    """Both have read the stale claim; they move at once, or the second after the first has its fresh
+    claim (where a take-over that deleted instead of moving aside would let both win)."""
+    outcomes = race(tmp_path, plans)
     winners = [o["token"] for o in outcomes if o["won"]]
     assert len(winners) == 1, outcomes
-    assert json.loads(path.read_text())["token"] == winners[0]
+    assert json.loads((tmp_path / "lock.json").read_text())["token"] == winners[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lock.json"]  # no stale copy left aside
+
+
+@pytest.mark.xfail(strict=True, reason="bench/locks.py: while a racer has moved the first winner's fresh claim "
+                   "aside to check it, lock.json is missing, so a third racer's create succeeds; the put-back "
+                   "then fails and the first winner's claim is deleted: two processes hold the run")
+def test_a_third_process_cannot_claim_while_a_fresh_claim_is_put_back(tmp_path):
+    # A takes over at 0.1 s; B moves A's claim aside at 0.6 s and is held before reading it until 1.6 s;
+    # C acts on its stale read at 1.1 s, finds no lock.json and creates one.
+    outcomes = race(tmp_path, ["0.1", "0.6,1.6", "1.1"])
+    assert sum(o["won"] for o in outcomes) == 1, outcomes
 
 
 # ------------------------------------------------------------------ sample_every
