@@ -2,7 +2,8 @@
 
 Order: seeds outermost (so a partly finished grid already has every configuration once), then the
 cartesian product of the axes in file order. `--set` overrides win over base and grid; a `--set`
-key that is a grid axis replaces that axis. No I/O, no randomness.
+key that is a grid axis replaces that axis, and a list makes one (`with_overrides`). No I/O, no
+randomness.
 
 Before the product is formed, every key and value is checked on its own and the runs are counted
 by arithmetic (`check_grid`): the work is linear in the file, never in its runs.
@@ -12,25 +13,86 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import typing
 from typing import Any
 
 from bench import registry
 from bench.checks import clip, short
-from bench.config import (DATA_PREFIX, GridFile, Incompatible, RunConfig, UnknownKey, check_key, registered,
-                          resolve, shrink_for_smoke, split_scope)
+from bench.config import (DATA_PREFIX, GridFile, Incompatible, LoopConfig, RunConfig, UnknownKey, _fields as fields,
+                          _seeds, check_key, flatten_data_keys, registered, resolve, shrink_for_smoke, split_scope)
 from bench.errors import BenchError
 from bench.identity import DATA_IDENTITY
 
 DEFAULT_MAX_RUNS = 10_000  # `--max-runs N` raises it; a grid past it is more often a typo than a plan
 
 
-def expand(grid: GridFile, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    overrides = dict(overrides or {})
-    if "seed" in overrides:
-        seeds = [overrides.pop("seed")]
+def with_overrides(grid: GridFile, overrides: dict[str, Any] | None = None) -> tuple[GridFile, dict[str, Any]]:
+    """The `--set` forms that reshape the grid, applied to it: (grid, the plain overrides left).
+
+    `seeds=N` (or a list) sets the seeds and `seed=N` runs one seed; a list on an axis replaces
+    the axis and a list on a plain key makes it an axis (a list of lists for a key that itself
+    takes a list, such as betas); on a bundle axis a mapping or a bundle's name picks the value.
+    Idempotent and linear in the file, so expand, count_runs and check_grid each apply it."""
+    overrides, axes, names, seeds = dict(overrides or {}), dict(grid.grid), dict(grid.names), grid.seeds
+    if "seeds" in overrides and "seed" in overrides:
+        raise BenchError("--set seeds and --set seed: give one (seeds=N runs seeds 0..N-1, seed=N one seed)")
+    if "seeds" in overrides:
+        seeds = _seeds(overrides.pop("seeds"), "--set seeds")
+    elif "seed" in overrides:
+        value = overrides.pop("seed")  # one value is checked by resolve, as a run's 'seed' key
+        seeds = _seeds(value, "--set seed") if isinstance(value, list) else (value,)
+    for key in list(overrides):
+        value, bundle = overrides[key], key in axes and any(isinstance(v, dict) for v in axes[key])
+        if isinstance(value, list) and (key in axes or not _takes_list(key) or all(isinstance(v, list) for v in value)):
+            if not value:
+                raise BenchError(f"--set {clip(key, 32)}=[]: an axis needs at least one value")
+            picked = [_bundle_value(grid, key, v) if bundle and isinstance(v, str) else v for v in value]
+            axes[key] = [flatten_data_keys(v, "--set") if isinstance(v, dict) else v for v in picked]
+            if bundle and all(isinstance(v, str) for v in value):
+                names[key] = list(value)
+            else:
+                names.pop(key, None)
+        elif bundle:
+            axes[key] = [flatten_data_keys(v, "--set") if isinstance(v, dict) else _bundle_value(grid, key, v)
+                         for v in [value]]
+            names[key] = [value] if isinstance(value, str) else []
+            names = {k: v for k, v in names.items() if v}
+        else:
+            continue
+        del overrides[key]
+        if any(isinstance(v, dict) and "seed" in v for v in axes[key]):
+            raise BenchError(f"--set {clip(key, 32)}: a value sets 'seed'; set seeds with --set seeds=N")
+    axes = {k: v for k, v in axes.items() if k not in overrides}  # a plain value on an axis replaces it
+    names = {k: v for k, v in names.items() if k in axes}
+    return dataclasses.replace(grid, seeds=seeds, grid=axes, names=names), overrides
+
+
+def _bundle_value(grid: GridFile, axis: str, name: Any) -> Any:
+    """The value a bundle axis names `name` (labels=one_sided)."""
+    known = grid.names.get(axis, [])
+    if name in known:
+        return grid.grid[axis][known.index(name)]
+    how = (f"its names: {', '.join(known)}" if known else
+           f"its values have no names; give the keys, e.g. --set '{axis}=[{{key: value}}]'")
+    raise BenchError(f"--set {clip(axis, 32)}={name if isinstance(name, str) and len(name) < 32 else short(name, 32)}: grid axis '{axis}' has no value named "
+                     f"{short(name, 32)}; {how}")
+
+
+def _takes_list(key: str) -> bool:
+    """Whether some registered config declares `key` as a tuple or list (betas, hidden sizes), so a
+    flat list on it is one value, not an axis."""
+    name = key.rpartition(".")[2]
+    if key.startswith(DATA_PREFIX):
+        classes = [registry.datasets.get(d).Options for d in registry.datasets.names()]
     else:
-        seeds = list(grid.seeds)
-    axes = [(axis, values) for axis, values in grid.grid.items() if axis not in overrides]
+        classes = [LoopConfig, *(registry.variants.get(v).Config for v in registry.variants.names())]
+    return any(typing.get_origin(fields(cls).get(name)) in (tuple, list) for cls in classes)
+
+
+def expand(grid: GridFile, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    grid, overrides = with_overrides(grid, overrides)
+    seeds = list(grid.seeds)
+    axes = list(grid.grid.items())
     runs = []
     for seed in seeds:
         for point in itertools.product(*(values for _, values in axes)):
@@ -46,11 +108,10 @@ def expand(grid: GridFile, overrides: dict[str, Any] | None = None) -> list[dict
 
 def count_runs(grid: GridFile, overrides: dict[str, Any] | None = None) -> int:
     """How many raw runs expand() makes, by arithmetic (duplicates and skipped pairs included)."""
-    overrides = overrides or {}
-    n = 1 if "seed" in overrides else len(grid.seeds)
-    for axis, values in grid.grid.items():
-        if axis not in overrides:
-            n *= len(values)
+    grid, overrides = with_overrides(grid, overrides)
+    n = len(grid.seeds)
+    for values in grid.grid.values():
+        n *= len(values)
     return n
 
 
@@ -59,7 +120,7 @@ def check_grid(grid: GridFile, overrides: dict[str, Any] | None = None, max_runs
 
     A key passes when some run of the grid could take it: some variant the grid names (the scope's,
     for `dcgan.width`) with some dataset it names. How keys combine is left to resolve()."""
-    overrides = overrides or {}
+    grid, overrides = with_overrides(grid, overrides)
     where = grid.path or grid.name
     parts = [(f"{where} (base)", grid.base)]
     for axis, values in grid.grid.items():
@@ -84,7 +145,7 @@ def check_grid(grid: GridFile, overrides: dict[str, Any] | None = None, max_runs
                 _check_alone(key, value, variants, datasets, label)
     n = count_runs(grid, overrides)
     if n > max_runs:
-        seeds = 1 if "seed" in overrides else len(grid.seeds)
+        seeds = len(grid.seeds)
         factors = [f"{seeds:,} seeds"] + [f"{len(v):,} {axis}" for axis, v in grid.grid.items() if axis not in overrides]
         count = f"{n:,}" if n < 10**15 else f"about 10^{int((n.bit_length() - 1) * 0.30103)}"
         raise BenchError(f"{where}: the grid makes {count} runs ({clip(' x '.join(factors), 80)}), over the limit of "

@@ -4,6 +4,8 @@ name what varies, and the Ctrl-C line that says how to resume."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench import registry
@@ -12,6 +14,8 @@ from bench.config import resolve
 from bench.loop import train
 from bench.metrics import suite  # noqa: F401  (registers the metrics)
 from bench.runs import RunDir
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def tiny(dataset: str, variant: str = "dcgan", **keys):
@@ -177,3 +181,74 @@ def test_ctrl_c_prints_the_command_that_resumes(tmp_path, bench_cli, monkeypatch
     assert code == 130 and err.strip().count("\n") == 0  # click ends the ^C line first
     assert err.strip() == ("interrupted; finished runs are kept and the others resume from their last checkpoint "
                            "with: bench run labels.yaml --set steps=3")
+
+
+# 4. Overrides as the README promises
+
+
+def _dry(bench_cli, *sets: str):
+    args = ["run", str(REPO / "ablations" / "label_smoothing.yaml"), "--dry-run", "--results", "res"]
+    for s in sets:
+        args += ["--set", s]
+    return bench_cli(*args)
+
+
+def _rows(out: str) -> list[dict]:
+    rows = []
+    for line in out.splitlines():
+        if "  queued  " in line:
+            rows.append(dict(word.split("=", 1) for word in line.split() if "=" in word))
+    return rows
+
+
+@pytest.mark.parametrize("form, runs, check", [
+    ("dataset=[digits,shapes]", 30, lambda rows: {r["dataset"] for r in rows} == {"digits", "shapes"}),
+    ("real_label=[1.0, 0.9]", 20, lambda rows: {(r["real_label"], r["fake_label"]) for r in rows} ==
+     {("1.0", "0.0"), ("0.9", "0.0"), ("1.0", "0.1"), ("0.9", "0.1")}),
+    ("labels=[{real_label: 0.9}]", 5, lambda rows: "real_label" not in rows[0]),
+    ("labels=one_sided", 5, lambda rows: True),
+    ("labels=[none, two_sided]", 10, lambda rows: {r["fake_label"] for r in rows} == {"0.0", "0.1"}),
+    ("seeds=1", 3, lambda rows: {r["seed"] for r in rows} == {"0"}),
+    ("seeds=[3, 7]", 6, lambda rows: {r["seed"] for r in rows} == {"3", "7"}),
+    ("seed=2", 3, lambda rows: {r["seed"] for r in rows} == {"2"}),
+    ("betas=[0.5, 0.9]", 15, lambda rows: "betas" not in rows[0]),  # a list key: one value, not an axis
+    ("betas=[[0.5, 0.9], [0.0, 0.9]]", 30, lambda rows: {r["betas"] for r in rows} == {"[0.5,", "[0.0,"}),
+])
+def test_every_set_form(bench_cli, form, runs, check):
+    code, out, err = _dry(bench_cli, form)
+    assert code == 0, err
+    assert f": {runs} runs (dry run" in out
+    assert check(_rows(out)), out
+
+
+def test_bundle_by_name_keeps_the_run_ids_of_the_full_grid(bench_cli):
+    _, full, _ = _dry(bench_cli)
+    code, one, err = _dry(bench_cli, "labels=one_sided")
+    assert code == 0, err
+    ids = {line.split()[0] for line in one.splitlines() if "  queued  " in line}
+    assert len(ids) == 5 and ids <= {line.split()[0] for line in full.splitlines() if "  queued  " in line}
+
+
+@pytest.mark.parametrize("form, message", [
+    ("labels=bogus", "--set labels=bogus: grid axis 'labels' has no value named 'bogus'; its names: none, "
+                     "one_sided, two_sided"),
+    ("real_label=[]", "--set real_label=[]: an axis needs at least one value"),
+    ("real_label=[1.0, 2.0]", "'real_label' must be a probability between 0 and 1, got 2.0"),
+    ("labels=[{seed: 1}]", "--set labels: a value sets 'seed'; set seeds with --set seeds=N"),
+    ("seeds=0", "--set seeds: 'seeds' must be a count from 1"),
+    ("dataset=[digits, nope]", "unknown dataset 'nope'"),
+])
+def test_bad_set_forms_are_one_line(bench_cli, form, message):
+    code, out, err = _dry(bench_cli, form)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not Path("res").exists()  # bench_cli runs in tmp_path
+
+
+def test_run_limit_is_checked_before_expansion(bench_cli):
+    code, _, err = _dry(bench_cli, "seeds=1000000", "real_label=[0.1, 0.2, 0.3]", "fake_label=[0.0, 0.1]")
+    assert code == 2 and "makes 18,000,000 runs (1,000,000 seeds x 3 labels x 3 real_label x 2 fake_label)" in err
+
+
+def test_seeds_and_seed_together_are_refused(bench_cli):
+    code, _, err = _dry(bench_cli, "seeds=2", "seed=1")
+    assert code == 2 and "give one" in err
