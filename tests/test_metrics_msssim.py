@@ -39,7 +39,8 @@ def pairs_at(size: int) -> tuple[torch.Tensor, torch.Tensor]:
 def reference_msssim(a: torch.Tensor, b: torch.Tensor, window: int, weights: torch.Tensor) -> dict[str, torch.Tensor]:
     """MS-SSIM per pair from the paper: c*s at every scale, l*c*s at the coarsest, 2x2 average between
     scales, 'valid' Gaussian filtering. Two values for the coarsest scale: "standard" averages the l*cs
-    map (the paper's code), "bench" multiplies the averages of the l and cs maps."""
+    map (the paper's code, and bench since the fix), "apart" multiplies the averages of the l and cs
+    maps (what bench did before: kept so the test shows the two conventions differ on these pairs)."""
     x, y = a.double() / 255, b.double() / 255
     c1, c2, channels = 0.01 ** 2, 0.03 ** 2, x.shape[1]
     t = torch.arange(window, dtype=torch.float64) - (window - 1) / 2
@@ -60,7 +61,7 @@ def reference_msssim(a: torch.Tensor, b: torch.Tensor, window: int, weights: tor
     mx, my = blur(x), blur(y)
     cs = (2 * (blur(x * y) - mx * my) + c2) / (blur(x * x) - mx ** 2 + blur(y * y) - my ** 2 + c2)
     lum = (2 * mx * my + c1) / (mx ** 2 + my ** 2 + c1)
-    last = {"standard": (lum * cs).mean(dim=(2, 3)), "bench": lum.mean(dim=(2, 3)) * cs.mean(dim=(2, 3))}
+    last = {"standard": (lum * cs).mean(dim=(2, 3)), "apart": lum.mean(dim=(2, 3)) * cs.mean(dim=(2, 3))}
     return {k: (product * v.clamp(min=0) ** w).mean(dim=1) for k, v in last.items()}
 
 
@@ -83,22 +84,18 @@ def test_the_paper_transcription_agrees_with_pytorch_msssim(size):
     # pytorch-msssim builds its window in float32: that rounding alone moves these pairs by up to 7e-6
     # (with a float64 window passed in, the two agree to 1e-14).
     assert torch.allclose(reference["standard"], theirs, atol=2e-5, rtol=0)
-    assert not torch.allclose(reference["bench"], theirs, atol=2e-5, rtol=0)  # the two conventions differ here
+    assert not torch.allclose(reference["apart"], theirs, atol=2e-5, rtol=0)  # the two conventions differ here
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_bench_msssim_matches_the_paper_transcription_at_every_size(size):
     a, b, s, reference = case(size)
-    # bench averages the coarsest scale's l and cs maps apart (see the xfail below); the rest must agree.
-    expected = reference["bench"].float()
+    expected = reference["standard"].float()
     got = diversity.msssim_pairs(a, b, s)
     assert float((expected - 0.5).abs().min()) < 0.45  # not every pair at 0 or 1, where a wrong term hides
     assert torch.allclose(got, expected, atol=2e-5, rtol=0), (got, expected)
 
 
-@pytest.mark.xfail(strict=True, reason="bench/metrics/diversity.py takes mean(l) * mean(cs) at the coarsest "
-                   "scale where Wang's msssim.m, pytorch-msssim and tf.image.ssim_multiscale take mean(l * cs): "
-                   "3e-2 apart on one of these pairs. Strict, so fixing it makes this fail until the mark goes")
 def test_bench_msssim_matches_pytorch_msssim():
     from pytorch_msssim import ms_ssim
 

@@ -79,12 +79,12 @@ def msssim_pairs(a: torch.Tensor, b: torch.Tensor, settings: MSSSIMSettings | No
         rows, cols = _band(x.shape[-2], g).to(x.device), _band(x.shape[-1], g).to(x.device)
         mu_x, mu_y, xx, yy, xy = (rows.T @ t @ cols for t in (x, y, x * x, y * y, x * y))
         var_x, var_y, cov = xx - mu_x ** 2, yy - mu_y ** 2, xy - mu_x * mu_y
-        cs = ((2 * cov + C2) / (var_x + var_y + C2)).mean(dim=(2, 3))
-        if s == settings.scales - 1:
-            lum = ((2 * mu_x * mu_y + C1) / (mu_x ** 2 + mu_y ** 2 + C1)).mean(dim=(2, 3))
-            out = out * (lum * cs).clamp(min=0) ** weights[s]
+        cs = (2 * cov + C2) / (var_x + var_y + C2)
+        if s == settings.scales - 1:  # the coarsest scale averages the l * cs map, as the paper's code does
+            lum = (2 * mu_x * mu_y + C1) / (mu_x ** 2 + mu_y ** 2 + C1)
+            out = out * (lum * cs).mean(dim=(2, 3)).clamp(min=0) ** weights[s]
         else:
-            out = out * cs.clamp(min=0) ** weights[s]
+            out = out * cs.mean(dim=(2, 3)).clamp(min=0) ** weights[s]
             x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
     return out.mean(dim=1)
 
