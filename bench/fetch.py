@@ -15,7 +15,13 @@ def data():
     """Datasets on disk: fetch them before a run (runs never download)."""
 
 
-@data.command()
+# Written out so `bench data fetch --help` stays free of torch; tests/test_fetch_messages.py keeps
+# it equal to bench/datasets/fetch.py and the dataset registry.
+FETCHABLE = "anime, cartoonset, cifar10, imagefolder, mnist, stanford_dogs"
+BUILT_IN = "digits, grid25, mnist5k, ring8, shapes, stacked_digits, stacked_mnist, stacked_mnist5k"
+
+
+@data.command(epilog=f"\b\nNAME: {FETCHABLE}\n(built in, nothing to fetch: {BUILT_IN})")
 @click.argument("name")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="where to put it (default: $BENCH_DATA/NAME, else ./data/NAME); pass the same as data.root")
@@ -26,3 +32,32 @@ def fetch(name, root):
 
     for line in fetch_dataset(name, root if root is not None else data_root("", name)):
         click.echo(line, err=True)
+
+
+@data.command(name="list")
+def list_datasets():
+    """Every dataset: built in, present or missing, its size on disk and the folder it reads."""
+    from bench import registry
+    from bench.datasets.base import FileDataset
+    from bench.datasets.files import data_root
+
+    lines = [f"{'dataset':16} {'state':9} {'size':>9}  folder"]
+    for name in registry.datasets.names():
+        if not issubclass(registry.datasets.get(name), FileDataset):
+            lines.append(f"{name:16} {'built in':9} {'-':>9}  -")
+            continue
+        root = data_root("", name)
+        files = [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
+        size = sum(p.stat().st_size for p in files)
+        state = "present" if files else "missing"
+        lines.append(f"{name:16} {state:9} {_size(size) if files else '-':>9}  {root}")
+    lines.append("folders: data.root, else $BENCH_DATA/NAME, else ./data/NAME; bench data fetch NAME fills one")
+    click.echo("\n".join(lines))
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

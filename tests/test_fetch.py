@@ -110,7 +110,7 @@ def test_tampered_download_is_rejected_and_deleted(server, tmp_path, bench_cli, 
     code, _, err = bench_cli("data", "fetch", "toy", "--root", str(root))
     assert code == 2 and err.count("\n") == 1
     assert f"expected {sha(good)}" in err and "tampered" in err
-    assert sorted(p.name for p in root.iterdir()) == []  # no archive, no .part, nothing extracted
+    assert not root.exists()  # no archive, no .part, nothing extracted, and not the empty folder either
 
 
 def test_partial_download_resumes_with_a_range_request(server, tmp_path):
@@ -169,7 +169,8 @@ def test_offline_is_one_clear_line(tmp_path, bench_cli, monkeypatch):
     monkeypatch.setitem(fetch_mod.SOURCES, "toy", [Download(f"http://127.0.0.1:{port}/x.tgz", "x.tgz", None)])
     code, _, err = bench_cli("data", "fetch", "toy", "--root", str(tmp_path / "x"))
     assert code == 2 and err.count("\n") == 1
-    assert err.startswith(f"error: cannot reach http://127.0.0.1:{port}/x.tgz") and "by hand" in err
+    assert err.startswith("error: cannot reach the server for toy (")
+    assert f"download x.tgz (http://127.0.0.1:{port}/x.tgz) by hand" in err
 
 
 def test_http_errors_and_unknown_names_are_one_line(server, tmp_path, bench_cli, monkeypatch):
@@ -229,9 +230,13 @@ def test_shipped_source_refuses_a_tampered_archive(name, server, tmp_path, monke
         return
     root.mkdir()
     (root / items[0].filename).write_bytes(b"placed by hand, but not the file")  # not trusted either
-    with pytest.raises(BenchError, match=f"expected {items[0].sha256}; the download was corrupted or tampered"):
+    with pytest.raises(BenchError, match=f"is present but its SHA-256 is .*, expected {items[0].sha256}: delete it"):
         fetch_mod.fetch(name, root)
     assert sorted(p.name for p in root.iterdir()) == [items[0].filename]  # no .part, nothing extracted or recorded
+    assert server.requests == []  # the file placed by hand is reported, never silently overwritten
+    (root / items[0].filename).unlink()
+    with pytest.raises(BenchError, match=f"expected {items[0].sha256}; the download was corrupted or tampered"):
+        fetch_mod.fetch(name, root)
     assert server.requests[-1]["path"] == f"/{items[0].filename}"  # it did download, then refused
 
 

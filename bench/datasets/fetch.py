@@ -63,12 +63,24 @@ MANUAL = {
 }
 
 
+class Unreachable(BenchError):
+    """The server of one download could not be reached (offline): fetch() names every such file."""
+
+    def __init__(self, message: str, item: Download, reason: str):
+        super().__init__(message)
+        self.item, self.reason = item, reason
+
+
 def fetch_file(item: Download, root: Path, timeout: float = 30.0) -> Path:
     """Download item.url to root/item.filename (resuming a .part), verify it, return the path."""
-    root.mkdir(parents=True, exist_ok=True)
     final, part = root / item.filename, root / (item.filename + ".part")
-    if final.is_file() and (item.sha256 is None or sha256_of(final) == item.sha256):
-        return final  # already here (downloaded earlier, or placed by hand)
+    if final.is_file():
+        digest = sha256_of(final)
+        if item.sha256 is None or digest == item.sha256:
+            return final  # already here (downloaded earlier, or placed by hand)
+        raise BenchError(f"{final} is present but its SHA-256 is {digest}, expected {item.sha256}: delete it and "
+                         f"fetch again")
+    root.mkdir(parents=True, exist_ok=True)
     offset = part.stat().st_size if part.is_file() else 0
     request = urllib.request.Request(item.url, headers={"Range": f"bytes={offset}-"} if offset else {})
     try:
@@ -81,8 +93,8 @@ def fetch_file(item: Download, root: Path, timeout: float = 30.0) -> Path:
                              f"download it by hand to {final}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise BenchError(f"cannot reach {item.url} ({reason}); connect to the internet, or download it by "
-                         f"hand to {final}") from None
+        raise Unreachable(f"cannot reach {item.url} ({reason}); connect to the internet, or download it by "
+                          f"hand to {final}", item, str(reason)) from None
     if response is not None:
         with response:
             resumed = response.status == 206
@@ -153,26 +165,61 @@ def extract(archive_path: Path, target: Path) -> None:
         archive.extractall(target, members=members, filter="data")
 
 
+TORCHVISION = ("mnist", "cifar10")
+
+
+def fetchable() -> list[str]:
+    return sorted([*SOURCES, *TORCHVISION, *MANUAL])
+
+
 def fetch(name: str, root: Path) -> list[str]:
-    """Fetch dataset `name` into root; returns the lines to print."""
+    """Fetch dataset `name` into root; returns the lines to print. A failed fetch leaves no folder
+    it created behind (empty ones; a partial download stays so the next try resumes)."""
     if name in MANUAL:
         return [MANUAL[name].format(root=root)]
-    if name in ("mnist", "cifar10"):
-        return [_torchvision(name, root)]
-    if name not in SOURCES:
-        raise BenchError(f"nothing to fetch for '{name}'; fetchable: "
-                         + ", ".join(sorted([*SOURCES, "mnist", "cifar10", *MANUAL])))
+    if name not in [*SOURCES, *TORCHVISION]:
+        from bench import registry
+        from bench.datasets.base import FileDataset
+
+        if name in registry.datasets.names() and not issubclass(registry.datasets.get(name), FileDataset):
+            return [f"{name}: built in, nothing to fetch"]
+        raise BenchError(f"nothing to fetch for '{name}'; fetchable: {', '.join(fetchable())} "
+                         f"(bench data list shows every dataset)")
+    made = [p for p in (root, *root.parents) if not p.exists()]
+    try:
+        return [_torchvision(name, root)] if name in TORCHVISION else _fetch_sources(name, root)
+    except BaseException:
+        _remove_empty(root, made)
+        raise
+
+
+def _remove_empty(root: Path, made: list[Path]) -> None:
+    """Delete the empty folders under root, then the folders this fetch made, if empty."""
+    if made[:1] == [root] and root.is_dir():  # never tidy a folder the user had
+        for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            if not any(folder.iterdir()):
+                folder.rmdir()
+    for folder in made:  # deepest first
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _fetch_sources(name: str, root: Path) -> list[str]:
     record_path = root / ".fetched.json"
     try:
         record = json.loads(record_path.read_text())
     except (OSError, ValueError):
         record = {}
-    lines = []
+    lines, unreachable = [], []
     for item in SOURCES[name]:
         if item.filename in record and (item.sha256 is None or record[item.filename]["sha256"] == item.sha256):
             lines.append(f"{item.filename}: already fetched into {root}")
             continue
-        path = fetch_file(item, root)
+        try:
+            path = fetch_file(item, root)
+        except Unreachable as exc:
+            unreachable.append(exc)  # offline: try the others, so one line names every file needed
+            continue
         digest = sha256_of(path)
         if item.extract:
             extract(path, root)
@@ -181,6 +228,10 @@ def fetch(name: str, root: Path) -> list[str]:
                                  "fetched": time.time()}
         write_atomic(record_path, json.dumps(record, indent=1, sort_keys=True))
         lines.append(f"{item.filename}: sha256 {digest} {'verified' if item.sha256 else 'recorded'}, into {root}")
+    if unreachable:
+        files = ", ".join(f"{e.item.filename} ({e.item.url})" for e in unreachable)
+        raise BenchError(f"cannot reach the server for {name} ({unreachable[0].reason}); connect to the internet "
+                         f"and run the command again, or download {files} by hand into {root}")
     return lines
 
 
@@ -193,6 +244,21 @@ def _torchvision(name: str, root: Path) -> str:
         for train in (True, False):
             reader(str(root), train=train, download=True)
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
-        raise BenchError(f"torchvision could not download {name} into {root} ({str(exc).splitlines()[0]}); "
+        raise BenchError(f"torchvision could not download {name} into {root} ({_reason(exc)}); "
                          "connect to the internet and run the command again") from None
     return f"{name}: ready in {root}"
+
+
+def _reason(exc: BaseException) -> str:
+    """A failure's reason on one line. torchvision's first line can be 'Error downloading X:' with
+    the cause on the lines after it (or in the chained exception), so those are joined in."""
+    lines = [line.strip() for e in (exc, getattr(exc, "reason", None), exc.__cause__, exc.__context__)
+             if e is not None for line in str(e).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    out = lines[0]
+    for line in lines[1:]:
+        if not out.endswith(":"):
+            break
+        out += " " + line
+    return out
