@@ -13,6 +13,8 @@ from bench.runs import RunDir, save_atomic
 EVAL_SEED = 2020  # fixed across variants and seeds (PROTOCOLS 0.4); torch-fidelity's default too
 GRID_IMAGES = 64
 SCATTER_POINTS = 2500
+TIMELINE_IMAGES = 8  # the first eval latents, one strip per curve evaluation (samples/timeline/)
+TIMELINE_POINTS = 500
 
 
 def eval_latents(variant, n: int, device: torch.device, num_classes: int, seed: int = EVAL_SEED):
@@ -39,7 +41,9 @@ def generate(variant, G, z, y, batch: int = 500) -> torch.Tensor:
 
 
 class SampleWriter:
-    """Writes samples/step-NNNNNN.png: an image grid, or a scatter over the real data for points."""
+    """Writes samples/step-NNNNNN.png: an image grid, or a scatter over the real data for points; and
+    samples/timeline/step-NNNNNN.png, a strip of the same few latents at every curve evaluation, which
+    the report stacks into a training timeline."""
 
     def __init__(self, run: RunDir, variant, data, device: torch.device):
         self.run, self.variant, self.data = run, variant, data
@@ -47,25 +51,32 @@ class SampleWriter:
         self.z, self.y = eval_latents(variant, n, device, data.spec.num_classes)
 
     def write(self, G, step: int) -> None:
-        fake = generate(self.variant, G, self.z, self.y)
-        path = self.run.samples_dir / f"step-{step:07d}.png"
+        self._write(G, step, self.run.samples_dir / f"step-{step:07d}.png", len(self.z))
+
+    def timeline(self, G, step: int) -> None:
+        n = TIMELINE_IMAGES if self.data.spec.kind == "images" else TIMELINE_POINTS
+        self._write(G, step, self.run.samples_dir / "timeline" / f"step-{step:07d}.png", n, inches=2.5)
+
+    def _write(self, G, step: int, path, n: int, inches: float = 4) -> None:
+        fake = generate(self.variant, G, self.z[:n], None if self.y is None else self.y[:n])
+        path.parent.mkdir(parents=True, exist_ok=True)
         if self.data.spec.kind == "images":
             import torchvision.utils as vutils
 
             grid = vutils.make_grid(fake.clamp(-1, 1), nrow=8, normalize=True, value_range=(-1, 1))
             save_atomic(path, lambda tmp: vutils.save_image(grid, tmp, format="png"))
         else:
-            real, _ = self.data.reference(SCATTER_POINTS, torch.Generator().manual_seed(EVAL_SEED))
-            save_atomic(path, lambda tmp: scatter_png(real.numpy(), fake.numpy(), step, tmp))
+            real, _ = self.data.reference(min(n, SCATTER_POINTS), torch.Generator().manual_seed(EVAL_SEED))
+            save_atomic(path, lambda tmp: scatter_png(real.numpy(), fake.numpy(), step, tmp, inches))
 
 
-def scatter_png(real, fake, step: int, path: str) -> None:
+def scatter_png(real, fake, step: int, path: str, inches: float = 4) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(inches, inches), dpi=100)
     ax.scatter(real[:, 0], real[:, 1], s=4, c="#bbbbbb", label="real")
     ax.scatter(fake[:, 0], fake[:, 1], s=2, c="#d62728", alpha=0.5, label="generated")
     ax.set_title(f"step {step}")

@@ -263,6 +263,7 @@ def write_report(grid_dir: Path, out_dir: Path, options: Options = Options(),
         with figures.batch():
             draw_figures(report, fig_dir, options.max_panels)
             visuals.headline_figures(report, fig_dir)
+            visuals.timeline_figures(report, fig_dir)
         collect_samples(report)
         visuals.headline_samples(report)
         keep = {f.path.name for f in [*report.figures, *report.headline_figures.values()]}

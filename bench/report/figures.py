@@ -251,6 +251,34 @@ def loss_figure(out_dir: Path, losses: pd.DataFrame, marks: pd.DataFrame, max_pa
     return _cached(out_dir, file_name(name), _key("loss", pd.concat([frame, marks]), configs), draw)
 
 
+def timeline_figure(out_dir: Path, frames: pd.DataFrame, title: str, name: str) -> Path:
+    """The sample strips of one run stacked in step order: rows = steps, columns = the same fixed latents.
+
+    frames: step, path (a PNG under samples/timeline/), mtime_ns and size (so a rewritten file redraws).
+    """
+    frame = frames[["step", "path", "mtime_ns", "size"]].astype({"path": str}).sort_values("step", kind="stable")
+
+    def draw():
+        import matplotlib.image as mpimg
+
+        strips = [mpimg.imread(p) for p in frame["path"]]
+        aspect = max(s.shape[1] / max(s.shape[0], 1) for s in strips)
+        w = 6.0
+        row_h = max(w / aspect, 0.35)
+        fig, axes = plt.subplots(len(strips), 1, figsize=(w + 0.9, row_h * len(strips) + 0.5), squeeze=False)
+        for ax, strip, step in zip(axes[:, 0], strips, frame["step"]):
+            ax.imshow(strip, aspect="equal", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_ylabel(f"{int(step):,}", rotation=0, ha="right", va="center", fontsize=8)
+        fig.suptitle(_wrap(title, 90), fontsize=9)
+        h = row_h * len(strips) + 0.5
+        fig.subplots_adjust(left=0.85 / (w + 0.9), right=0.99, bottom=0.05 / h, top=1 - 0.4 / h, hspace=0.08)
+        return fig
+
+    return _cached(out_dir, file_name(name), _key("timeline", frame, title), draw)
+
+
 def final_figure(out_dir: Path, scores: pd.DataFrame, title: str, higher: bool | None, name: str = "") -> Path:
     """Per-seed final scores per configuration: box plot with every seed as a point, coloured by outcome.
 

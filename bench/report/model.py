@@ -24,7 +24,7 @@ class Figure:
     path: Path
     title: str
     caption: str
-    section: str  # curves | losses | finals
+    section: str  # curves | losses | finals | timeline
 
 
 @dataclass

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from bench.report import figures
 from bench.report.load import sample_files
 from bench.report.model import Figure, Report, Sample
 
 MAX_LINES = 12  # configurations drawn in one headline panel; the table keeps every one
 SEEDS_SHOWN = 4
+TIMELINE_ROWS = 10  # evaluation steps shown in a timeline, evenly spread, the last always among them
 
 
 def _curve_column(report: Report, h) -> tuple[int, str] | None:
@@ -72,3 +76,36 @@ def headline_samples(report: Report) -> None:
                 grid.append((r.label, shown))
         if grid:
             report.headline_samples[sid] = grid
+
+
+def timeline_frames(run_path) -> pd.DataFrame:
+    """The run's timeline strips (samples/timeline/step-NNNNNNN.png): step, path, mtime_ns, size."""
+    folder = Path(run_path) / "samples" / "timeline"
+    rows = []
+    for f in sorted(folder.glob("step-*.png")) if folder.is_dir() else ():
+        try:
+            st = f.stat()
+            rows.append({"step": int(f.stem[5:]), "path": f, "mtime_ns": st.st_mtime_ns, "size": st.st_size})
+        except (ValueError, OSError):
+            continue  # a foreign name, or a file removed meanwhile
+    return pd.DataFrame(rows, columns=["step", "path", "mtime_ns", "size"])
+
+
+def timeline_figures(report: Report, fig_dir: Path) -> None:
+    """One training timeline per shown configuration, from its first finished seed that wrote strips."""
+    runs = report.data.runs
+    runs = runs[runs["finished"] & runs["config"].isin(report.shown_configs)].sort_values("seed", kind="stable")
+    for config in report.shown_configs:
+        for r in runs[runs["config"] == config].itertuples():
+            frames = timeline_frames(r.path)
+            if frames.empty:
+                continue
+            if len(frames) > TIMELINE_ROWS:
+                keep = np.unique(np.linspace(0, len(frames) - 1, TIMELINE_ROWS).round().astype(int))
+                frames = frames.iloc[keep]
+            title = f"{config}: training timeline, seed {r.seed}"
+            path = figures.timeline_figure(fig_dir, frames, title, name=f"timeline-{config}-{r.run_id}")
+            report.figures.append(Figure(path, title, f"{title} (run {r.run_id}): the same fixed latents at "
+                                         f"{len(frames)} curve evaluations, one row per step (G updates), top to "
+                                         "bottom.", "timeline"))
+            break
