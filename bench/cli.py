@@ -224,6 +224,7 @@ from bench.report.command import report as report_command  # noqa: E402  (click 
 cli.add_command(report_command)  # bench report [GRID_NAME|RESULTS_DIR]...
 from bench.speed.command import speed as speed_command  # noqa: E402  (click only; no torch at import)
 cli.add_command(speed_command)  # bench speed [--variant dcgan] [--size 64] [--batch 128] [--paths]
+from bench.score import score_command; cli.add_command(score_command)  # noqa: E402,E702  bench score A B [--out F.json]
 
 
 @cli.command()
@@ -238,6 +239,26 @@ def sample(run_dir, n, out, class_, seed):
 
     path = sample_run(run_dir, n, out, class_, seed)
     click.echo(f"wrote {n} samples to {path}", err=True)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--checkpoint", "which", type=click.Choice(["final", "best"]), default="final", show_default=True)
+@click.option("--interp", type=click.Choice(["auto", "slerp", "lerp"]), default="auto", show_default=True,
+              help="auto: slerp for Gaussian latents, lerp for uniform ones")
+@click.option("--pairs", type=click.IntRange(10, 100_000), default=2000, show_default=True,
+              help="latent pairs for the perceptual path length")
+@click.option("--seed", type=int, default=None, help="latent seed (default: the fixed evaluation seed)")
+@click.option("--device", default="cpu", show_default=True)
+def explore(run_dir, which, interp, pairs, seed, device):
+    """Interpolation strips (and a class sweep for conditional runs) into RUN/explore/, and the perceptual
+    path length as a metric record."""
+    from bench.explore import explore_run
+
+    files, lines = explore_run(run_dir, which, interp, pairs, seed, device)
+    for line in lines:
+        click.echo(line)
+    click.echo(f"wrote {', '.join(str(f) for f in files)}", err=True)
 
 
 def interrupted(argv: list[str]) -> str:

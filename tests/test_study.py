@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -133,3 +135,81 @@ def test_loss_figure_draws_grad_norms_under_the_losses(tmp_path):
 
     h1, h2 = Image.open(with_grads).size[1], Image.open(without).size[1]
     assert h1 == 2 * h2  # a row of gradient panels under each row of loss panels
+
+
+def test_timeline_strips_at_every_curve_evaluation_and_the_report_draws_them(tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    from bench.report import visuals
+
+    config = resolve({"variant": "mlp_gan", "dataset": "ring8", "steps": 6, "batch_size": 8, "log_every": 2,
+                      "ckpt_every": 6, "eval_every": 2, "eval_n": 100, "device": "cpu", "seed": 0})
+    run = RunDir(tmp_path / "results", "g", config.run_id)
+    run.write_config(config.flat())
+    assert loop.train(run, config) == "done"
+    curve_steps = sorted({r["step"] for r in run.read_metrics() if r["kind"] == "curve"})
+    strips = sorted(p.name for p in (run.samples_dir / "timeline").glob("*.png"))
+    assert curve_steps == [2, 4, 6] and strips == [f"step-{s:07d}.png" for s in curve_steps]
+    # the report's step, on the run table it reads (no torch there); write_report is covered by test_report_build
+    runs = pd.DataFrame([{"run_id": config.run_id, "config": "mlp_gan", "seed": 0, "finished": True, "path": run.path},
+                         {"run_id": "x", "config": "other", "seed": 0, "finished": True, "path": tmp_path / "none"}])
+    report = SimpleNamespace(data=SimpleNamespace(runs=runs), shown_configs=["mlp_gan", "other"], figures=[])
+    visuals.timeline_figures(report, tmp_path / "figures")
+    (figure,) = report.figures
+    assert figure.section == "timeline" and figure.path.is_file() and "3 curve evaluations" in figure.caption
+    with Image.open(figure.path) as im, Image.open(run.samples_dir / "timeline" / strips[0]) as strip:
+        assert im.size[1] > strip.size[1] * im.size[0] / strip.size[0]  # more than one strip's height: rows stacked
+
+
+def test_slerp_hits_its_endpoints_and_stays_on_the_shell():
+    from bench.explore import lerp, slerp
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(16, 32, generator=g, dtype=torch.float64), 3 * torch.randn(16, 32, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(slerp(a, b, 0.0), a)
+    torch.testing.assert_close(slerp(a, b, 1.0), b)
+    for t in (0.25, 0.5, 0.9):
+        want = (1 - t) * a.norm(dim=1) + t * b.norm(dim=1)
+        torch.testing.assert_close(slerp(a, b, t).norm(dim=1), want)
+    ua, ub = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    t = torch.rand(16, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(slerp(ua, ub, t).norm(dim=1), torch.ones(16, dtype=torch.float64))
+    torch.testing.assert_close(slerp(ua, ua, 0.3), ua)  # parallel endpoints: no NaN
+    mid = slerp(ua, ub, 0.5)  # equal angles to both ends
+    torch.testing.assert_close((mid * ua).sum(1), (mid * ub).sum(1))
+    torch.testing.assert_close(lerp(a, b, 0.5), (a + b) / 2)
+    assert lerp(ua, ub, 0.5).norm(dim=1).max() < 1  # the straight line cuts inside the sphere
+
+
+def test_path_length_is_zero_for_a_constant_G_and_grows_with_a_planted_scale():
+    from bench.explore import path_lengths, trimmed_mean
+
+    g = torch.Generator().manual_seed(1)
+    z1, z2, t = torch.randn(400, 8, generator=g), torch.randn(400, 8, generator=g), torch.rand(400, generator=g)
+    W = torch.randn(8, 5, generator=g)
+
+    def ppl(G):
+        return trimmed_mean(path_lengths(G, lambda x: x, z1, z2, t))
+
+    assert ppl(lambda z: torch.ones(len(z), 5)) == 0.0
+    base, double = ppl(lambda z: torch.tanh(z @ W)), ppl(lambda z: 2 * torch.tanh(z @ W))
+    assert 0 < base and double == pytest.approx(4 * base, rel=1e-2)  # squared distance: scale^2
+
+
+def test_explore_writes_strips_and_one_ppl_record(tmp_path):
+    from bench.explore import explore_run
+
+    config = resolve({"variant": "mlp_gan", "dataset": "ring8", "steps": 2, "batch_size": 8, "log_every": 2,
+                      "ckpt_every": 2, "eval_every": -1, "device": "cpu", "seed": 0})
+    run = RunDir(tmp_path, "g", config.run_id)
+    run.write_config(config.flat())
+    assert loop.train(run, config) == "done"
+    for _ in range(2):
+        files, lines = explore_run(str(run.path), pairs=200)
+    assert {f.name for f in files} == {"interp-slerp-final.png", "ppl-final.json"} and all(f.is_file() for f in files)
+    (rec,) = [r for r in run.read_metrics() if r["name"] == "ppl"]
+    assert rec["kind"] == "final" and rec["protocol"]["eps"] == 1e-4 and rec["protocol"]["interp"] == "slerp"
+    assert rec["value"] > 0 and rec["label"].startswith("PPL@200/slerp/") and "PPL@200" in lines[0]
+    with pytest.raises(Exception, match="best.pt"):
+        explore_run(str(run.path), which="best", pairs=200)

@@ -1,0 +1,229 @@
+"""`bench explore RUN`: how a trained G maps its latent space, written into the run folder (explore/).
+
+- Interpolation strips between random latent pairs: slerp for Gaussian latents (a straight line between
+  two Gaussian draws passes through the low-norm middle where G rarely saw a z), lerp for uniform ones
+  or on request. Conditional runs also get a class sweep: each row one fixed z, each column a class.
+  G takes integer labels, so classes are swept, not interpolated.
+- Perceptual path length (Karras et al. 2019, StyleGAN): E[d(G(i(z1, z2, t)), G(i(z1, z2, t + eps))) / eps^2]
+  with eps = 1e-4, t ~ U(0, 1), d the squared Euclidean distance in the feature space the dataset's
+  metrics use (the fitted domain extractor for built-in images, fed the unrounded pixels, since uint8
+  rounding would erase a 1e-4 step; the raw coordinates for 2-D points), values outside the 1st-99th
+  percentile dropped as StyleGAN does. It becomes a metric record with its protocol in metrics.jsonl.
+
+Latents come from a generator seeded with EVAL_SEED (or --seed), never the training RNG.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from bench.errors import BenchError
+from bench.runs import RunDir, save_atomic, write_atomic
+from bench.samples import EVAL_SEED
+
+EPS = 1e-4  # StyleGAN's path-length step
+STRIPS, STRIP_STEPS = 8, 10  # latent pairs shown, images per interpolation strip
+PPL_PAIRS = 2000
+TRIM = (1, 99)  # percentiles kept (StyleGAN's outlier filter)
+INTERPOLATIONS = ("auto", "slerp", "lerp")
+
+
+def lerp(a: Tensor, b: Tensor, t) -> Tensor:
+    t = _column(t, a)
+    return a + (b - a) * t
+
+
+def slerp(a: Tensor, b: Tensor, t) -> Tensor:
+    """Spherical interpolation of directions, the norm interpolated linearly between the endpoints' norms:
+    unit vectors stay on the unit sphere, and t = 0, 1 give a and b."""
+    t = _column(t, a)
+    na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
+    ua, ub = a / na.clamp_min(1e-12), b / nb.clamp_min(1e-12)
+    omega = torch.acos((ua * ub).sum(-1, keepdim=True).clamp(-1, 1))
+    so = torch.sin(omega)
+    arc = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / so.clamp_min(1e-12)
+    line = ua + (ub - ua) * t  # (anti)parallel endpoints: no plane to rotate in
+    line = line / line.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    direction = torch.where(so > 1e-6, arc, line)
+    return direction * (na + (nb - na) * t)
+
+
+def _column(t, like: Tensor) -> Tensor:
+    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    return t.reshape(-1, 1) if t.dim() else t
+
+
+def path_lengths(G: Callable[[Tensor], Tensor], features: Callable[[Tensor], Tensor], z1: Tensor, z2: Tensor,
+                 t: Tensor, interp: Callable = slerp, eps: float = EPS) -> Tensor:
+    """Per pair: squared feature distance between G at t and at t + eps along the interpolation, / eps^2."""
+    with torch.no_grad():
+        fa = features(G(interp(z1, z2, t))).double()
+        fb = features(G(interp(z1, z2, t + eps))).double()
+    return ((fa - fb) ** 2).flatten(1).sum(1) / eps ** 2
+
+
+def trimmed_mean(values: Tensor, trim: tuple[float, float] = TRIM) -> float:
+    lo, hi = (torch.quantile(values, q / 100) for q in trim)
+    kept = values[(values >= lo) & (values <= hi)]
+    return float(kept.mean()) if len(kept) else float("nan")
+
+
+# ---- the command
+
+
+def explore_run(run_dir: str, which: str = "final", interp: str = "auto", pairs: int = PPL_PAIRS,
+                seed: Optional[int] = None, device: str = "cpu") -> tuple[list[Path], list[str]]:
+    """Strips and path length for one run's final or best G; returns the files written and lines to print."""
+    from bench import registry
+    from bench.config import resolve
+    from bench.device import pick_device
+    from bench.evaluation import load_best_generator
+    from bench.metrics.context import EvalContext
+    from bench.sampling import load_generator
+
+    if which not in ("final", "best"):
+        raise BenchError(f"--checkpoint {which}: choose final or best")
+    if interp not in INTERPOLATIONS:
+        raise BenchError(f"--interp {interp}: choose one of {', '.join(INTERPOLATIONS)}")
+    run = RunDir.open(run_dir)
+    dev = pick_device(device)
+    config = resolve(run.read_config(), where=str(run.config_file))
+    variant, G, spec, step = load_generator(run, dev)
+    data = registry.datasets.get(config.dataset).load(config.data, config.loop.image_size, dev)
+    ctx = EvalContext(config, data, variant, dev)
+    if which == "best":
+        loaded = load_best_generator(ctx, run.path / "ckpt" / "best.pt")
+        if loaded is None:
+            raise BenchError(f"{run.path} has no ckpt/best.pt (no curve evaluation ran); use --checkpoint final")
+        G, step, _ = loaded
+    G.eval()
+    if interp == "auto":
+        interp = "lerp" if getattr(variant.config, "z_dist", "normal") == "uniform" else "slerp"
+    fn = slerp if interp == "slerp" else lerp
+    gen = torch.Generator().manual_seed(EVAL_SEED if seed is None else seed)
+    out_dir = run.path / "explore"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [_strips(out_dir, variant, G, spec, data, fn, interp, which, gen, dev)]
+    if variant.conditional and spec.num_classes:
+        written.append(_class_sweep(out_dir, variant, G, spec, which, gen, dev))
+    files, line = _path_length(run, ctx, variant, G, spec, fn, interp, which, step, pairs, gen, dev,
+                               EVAL_SEED if seed is None else seed)
+    return written + files, [line]
+
+
+def _labels(variant, spec, n: int, gen) -> Optional[Tensor]:
+    return torch.randint(spec.num_classes, (n,), generator=gen) if variant.conditional and spec.num_classes else None
+
+
+def _generate(variant, G, z: Tensor, y: Optional[Tensor]) -> Tensor:
+    with torch.no_grad():
+        return variant.generate(G, z, y).float().cpu()
+
+
+def _strips(out_dir, variant, G, spec, data, fn, interp, which, gen, dev) -> Path:
+    z1, z2 = (variant.sample_z(STRIPS, torch.device("cpu"), generator=gen) for _ in range(2))
+    y = _labels(variant, spec, STRIPS, gen)
+    t = torch.linspace(0, 1, STRIP_STEPS)
+    z = torch.stack([fn(z1, z2, ti) for ti in t], dim=1).reshape(STRIPS * STRIP_STEPS, -1)  # row = one pair
+    yy = None if y is None else y.repeat_interleave(STRIP_STEPS)
+    fake = _generate(variant, G, z.to(dev), None if yy is None else yy.to(dev))
+    path = out_dir / f"interp-{interp}-{which}.png"
+    if spec.kind == "images":
+        _image_grid(path, fake, STRIP_STEPS)
+    else:
+        _paths_png(path, fake.reshape(STRIPS, STRIP_STEPS, -1), data, f"{interp} paths, {which} G")
+    return path
+
+
+def _class_sweep(out_dir, variant, G, spec, which, gen, dev) -> Path:
+    C = spec.num_classes
+    z = variant.sample_z(STRIPS, torch.device("cpu"), generator=gen).repeat_interleave(C, dim=0)
+    y = torch.arange(C).repeat(STRIPS)
+    fake = _generate(variant, G, z.to(dev), y.to(dev))
+    path = out_dir / f"classes-{which}.png"
+    if spec.kind == "images":
+        _image_grid(path, fake, C)
+    return path
+
+
+def _image_grid(path: Path, fake: Tensor, nrow: int) -> None:
+    import torchvision.utils as vutils
+
+    grid = vutils.make_grid(fake.clamp(-1, 1), nrow=nrow, normalize=True, value_range=(-1, 1))
+    save_atomic(path, lambda tmp: vutils.save_image(grid, tmp, format="png"))
+
+
+def _paths_png(path: Path, fake: Tensor, data, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    real, _ = data.reference(2500, torch.Generator().manual_seed(EVAL_SEED))
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    ax.scatter(real[:, 0].cpu(), real[:, 1].cpu(), s=3, c="#bbbbbb")
+    for row in fake.numpy():
+        ax.plot(row[:, 0], row[:, 1], "-o", ms=2, lw=1)
+    ax.set_title(title)
+    ax.set_aspect("equal")
+    fig.tight_layout()
+    save_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+
+
+def pixel_features(extractor) -> Callable[[Tensor], Tensor]:
+    """The domain extractor's features of images in [-1, 1], on unrounded 0-255 values (grey to 3 channels,
+    as the stored reference is)."""
+    from bench.metrics import extractors
+
+    def features(x: Tensor) -> Tensor:
+        x = (x.float().cpu().clamp(-1, 1) + 1) * 127.5
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return extractors.forward(extractor.weights, x)[0]
+
+    return features
+
+
+def _path_length(run, ctx, variant, G, spec, fn, interp, which, step, pairs, gen, dev, seed) -> tuple[list[Path], str]:
+    from bench.metrics.records import Value, count_label, record
+
+    if ctx.family == "points":
+        features, space, label_space = (lambda x: x.float().cpu()), {"space": "xy"}, "xy"
+    elif ctx.family == "domain":
+        features = pixel_features(ctx.extractor)
+        space, label_space = {**ctx.extractor.record(), "extractor_input": "0-255 floats, unrounded"}, ctx.domain_source
+    else:
+        return [], (f"no path length for {ctx.dataset}: it needs the built-in domain features or 2-D points "
+                    "(natural images would need Inception on unrounded pixels)")
+    values = []
+    for s in range(0, pairs, 500):
+        n = min(500, pairs - s)
+        z1, z2 = (variant.sample_z(n, torch.device("cpu"), generator=gen) for _ in range(2))
+        t = torch.rand(n, generator=gen)
+        y = _labels(variant, spec, n, gen)
+        yd = None if y is None else y.to(dev)
+
+        def sample(z, yd=yd):
+            return variant.generate(G, z.to(dev), yd)
+
+        values.append(path_lengths(sample, features, z1, z2, t, fn))
+    ppl = trimmed_mean(torch.cat(values))
+    v = Value("ppl", ppl, f"PPL@{count_label(pairs)}/{interp}/{label_space}", False,
+              params={"n_pairs": pairs, "eps": EPS, "interp": interp, "trim_percentiles": list(TRIM),
+                      "distance": "squared L2", "latent_seed": seed, **space})
+    rec = record(v, step=step, kind=which, checkpoint=which, protocol=ctx.protocol())
+    same = [r for r in run.read_metrics() if r.get("name") == "ppl" and r.get("kind") == which
+            and r.get("step") == step and r.get("protocol") == rec["protocol"]]
+    if not same:  # a second explore of the same G with the same protocol adds no second row
+        run.append_metrics([rec])
+    path = run.path / "explore" / f"ppl-{which}.json"
+    write_atomic(path, json.dumps(rec, indent=1, sort_keys=True) + "\n")
+    return [path], (f"{v.label} = {ppl:.4g} ({which} G, step {step})" if math.isfinite(ppl) else
+                     f"{v.label} undefined")
