@@ -2,9 +2,9 @@
 
 A run is claimed by creating `lock.json` with O_EXCL (atomic on local and NFSv3+ filesystems).
 The holder touches it every HEARTBEAT_S; a lock whose holder is a dead process on this host, or
-whose heartbeat is older than STALE_S, is taken over. Take-over renames the stale file to a unique
-name first, so of two processes reclaiming at once exactly one wins; the loser puts back a lock
-it did not mean to move.
+whose heartbeat is older than STALE_S, is taken over. Take-overs hold a guard file (O_EXCL) while
+they re-read and delete the stale claim, so a fresh claim is never touched; then creators race with
+O_EXCL again and exactly one wins, however many processes reclaim at once.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class RunLock:
 
     def acquire(self) -> bool:
         """True if this process now holds the run; False if a live holder has it."""
-        for _ in range(3):
+        for _ in range(5):
             if self._create():
                 self._start_heartbeat()
                 return True
@@ -95,18 +95,28 @@ class RunLock:
         return True
 
     def _take_over(self, stale: dict) -> None:
-        aside = self.path.with_name(f".lock.{self.token}.stale")
+        """Remove the stale claim so that creators race for the run again, one take-over at a time.
+
+        Take-overs are serialised by a guard file made with O_EXCL: only its holder may delete
+        lock.json, and only after reading it again and finding the same stale claim. A fresh claim is
+        never moved or deleted, so no third process can slip in while one is being put back."""
+        guard = self.path.with_name(".lock.takeover")
         try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return  # someone else moved it first
-        moved = read_lock(aside) or {}
-        if moved.get("token") != stale.get("token"):
-            try:  # we moved a fresh claim made after our read: put it back unless one exists
-                os.link(aside, self.path)
-            except FileExistsError:
+            fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:  # a guard left by a process killed mid-take-over would block every later one
+                if time.time() - guard.stat().st_mtime > STALE_S:
+                    guard.unlink(missing_ok=True)
+            except FileNotFoundError:
                 pass
-        aside.unlink(missing_ok=True)
+            return  # someone else is taking over: the caller tries to create again
+        os.close(fd)
+        try:
+            now = read_lock(self.path)
+            if now is not None and now.get("token") == stale.get("token") and is_stale(now):
+                self.path.unlink(missing_ok=True)
+        finally:
+            guard.unlink(missing_ok=True)
 
     def _start_heartbeat(self) -> None:
         def beat():

@@ -150,12 +150,10 @@ def test_of_two_processes_taking_over_one_stale_lock_exactly_one_wins(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lock.json"]  # no stale copy left aside
 
 
-@pytest.mark.xfail(strict=True, reason="bench/locks.py: while a racer has moved the first winner's fresh claim "
-                   "aside to check it, lock.json is missing, so a third racer's create succeeds; the put-back "
-                   "then fails and the first winner's claim is deleted: two processes hold the run")
 def test_a_third_process_cannot_claim_while_a_fresh_claim_is_put_back(tmp_path):
-    # A takes over at 0.1 s; B moves A's claim aside at 0.6 s and is held before reading it until 1.6 s;
-    # C acts on its stale read at 1.1 s, finds no lock.json and creates one.
+    # A takes over at 0.1 s; B starts its take-over at 0.6 s and is held, guard in hand, before it reads
+    # lock.json again until 1.6 s; C acts on its stale read at 1.1 s. (Before take-overs were guarded,
+    # B had moved A's claim aside by then, C created a claim of its own and two processes held the run.)
     outcomes = race(tmp_path, ["0.1", "0.6,1.6", "1.1"])
     assert sum(o["won"] for o in outcomes) == 1, outcomes
 
