@@ -252,3 +252,59 @@ def test_run_limit_is_checked_before_expansion(bench_cli):
 def test_seeds_and_seed_together_are_refused(bench_cli):
     code, _, err = _dry(bench_cli, "seeds=2", "seed=1")
     assert code == 2 and "give one" in err
+
+
+# 2. bench score A B
+
+
+@pytest.fixture(scope="module")
+def planted_sets(tmp_path_factory, bench_cache):
+    """Real digits as a PNG folder and as an .npz (the same images), and a brightened copy."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("sets")
+    config = resolve({"variant": "dcgan", "dataset": "digits", "image_size": 16, "device": "cpu"})
+    data = registry.datasets.get("digits").load(config.data, 16, torch.device("cpu"))
+    images = data.images.cpu()[:300]
+    x = images.float() / 255 if images.dtype == torch.uint8 else (images.clamp(-1, 1) + 1) / 2
+    (root / "folder").mkdir()
+    for i, img in enumerate((x[:, 0].numpy() * 255).round().astype(np.uint8)):
+        Image.fromarray(img).save(root / "folder" / f"{i:03d}.png")
+    np.savez(root / "same.npz", samples=x.numpy().astype(np.float32), value_range=np.array([0.0, 1.0]))
+    np.savez(root / "shifted.npz", samples=(x * 0.5 + 0.4).clamp(0, 1).numpy().astype(np.float32))
+    return root
+
+
+def test_score_identical_sets_is_about_zero_and_a_shifted_set_is_larger(planted_sets, bench_cli):
+    import json
+
+    out = planted_sets / "same.json"
+    code, table, err = bench_cli("score", str(planted_sets / "folder"), str(planted_sets / "same.npz"),
+                                 "--metrics", "fid,kid,prc", "--out", str(out))
+    assert code == 0, err
+    records = json.loads(out.read_text())["records"]
+    by_name = {r["name"]: r for r in records}
+    assert abs(by_name["fd"]["value"]) < 1e-3 and by_name["precision"]["value"] > 0.95
+    assert by_name["fd"]["label"] == "FD@300/set/digits-mlp" and "FD@300/set/digits-mlp" in table
+    protocol = by_name["fd"]["protocol"]
+    assert protocol["ref_dataset"] == str(planted_sets / "same.npz")
+    assert protocol["gen_source"] == str(planted_sets / "folder") and protocol["n_gen"] == 300
+    assert "digits-mlp@" in protocol["extractor"] and protocol["extractor_fitted_on"] == "digits"
+    code, table, err = bench_cli("score", str(planted_sets / "shifted.npz"), str(planted_sets / "same.npz"),
+                                 "--metrics", "fd", "--out", str(planted_sets / "shifted.json"))
+    assert code == 0, err
+    shifted = json.loads((planted_sets / "shifted.json").read_text())["records"][0]["value"]
+    assert shifted > 100 * max(abs(by_name["fd"]["value"]), 1e-3)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing", "missing2"], "missing: not an image folder or an .npz file"),
+    (["{same}", "{same}", "--metrics", "mode_scores"], "'mode_scores' is not one; valid: density_coverage, fd"),
+    (["{same}", "{same}", "--out", "x.txt"], "--out x.txt: the file name must end in .json"),
+])
+def test_score_mistakes_are_one_line(planted_sets, bench_cli, args, message):
+    args = [a.format(same=planted_sets / "same.npz") for a in args]
+    code, _, err = bench_cli("score", *args)
+    assert code == 2 and err.count("\n") == 1 and message in err, err

@@ -1,0 +1,175 @@
+"""`bench score A B`: two image sets (folders or `bench sample` arrays) scored by the registered
+feature-space metrics, with the protocol records `bench eval` writes.
+
+A plays the generated side and B the reference, as torch-fidelity's input1/input2 do. Features
+come from the domain extractor fitted on a built-in dataset (`--features`, default digits), so
+scoring works offline; the extractor, sample counts and both sources are recorded with each value.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import click
+
+from bench import registry
+from bench.errors import BenchError
+
+DEFAULT_METRICS = ("fd", "kid", "prc")
+MAX_IMAGES = 50_000  # the protocols' largest count; both sets are held in memory as uint8
+
+
+def load_set(path: str):
+    """uint8 N x 3 x H x W from an image folder (searched recursively) or an .npz of `bench sample`."""
+    import numpy as np
+    import torch
+
+    p = Path(path)
+    if p.is_file() and p.suffix == ".npz":
+        try:
+            with np.load(p) as arrays:
+                x = torch.from_numpy(np.asarray(arrays["samples"], dtype=np.float32))
+        except (OSError, ValueError, KeyError) as exc:
+            raise BenchError(f"{path}: not an .npz with a 'samples' array as bench sample writes ({exc})") from None
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise BenchError(f"{path}: 'samples' has shape {tuple(x.shape)}; bench score takes images "
+                             f"N x C x H x W (C 1 or 3) in [0, 1]")
+        x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    elif p.is_dir():
+        from PIL import Image
+
+        from bench.datasets.files import IMAGE_EXTENSIONS
+
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)[:MAX_IMAGES]
+        if not files:
+            raise BenchError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+        arrays = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+        shapes = {a.shape for a in arrays}
+        if len(shapes) > 1:
+            raise BenchError(f"{path}: images of several sizes ({', '.join(sorted(map(str, shapes))[:3])}); "
+                             f"resize them to one square size first")
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    else:
+        raise BenchError(f"{path}: not an image folder or an .npz file")
+    if x.shape[-1] != x.shape[-2]:
+        raise BenchError(f"{path}: images are {x.shape[-2]}x{x.shape[-1]}; bench score takes square images")
+    x = x[:MAX_IMAGES]
+    return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
+
+
+@functools.cache
+def _context_class():
+    """ScoreContext, built on first use so importing this module (for `bench --help`) loads no torch."""
+    import torch
+
+    from bench.metrics.context import EvalContext
+
+    class ScoreContext(EvalContext):
+        """An EvalContext whose reference is set B; the extractor stays the one fitted on `features`."""
+
+        def __init__(self, reference, source: str, features: str):
+            from bench.config import resolve
+
+            config = resolve({"variant": "dcgan", "dataset": features, "image_size": int(reference.shape[-1]),
+                              "device": "cpu"}, where="bench score")
+            data = registry.datasets.get(features).load(config.data, config.loop.image_size, torch.device("cpu"))
+            variant = registry.variants.get("dcgan")(config.options, data.spec)
+            super().__init__(config, data, variant, torch.device("cpu"))
+            if self.family != "domain":
+                raise BenchError(f"--features {features}: not a built-in labelled image dataset; pick one of "
+                                 f"digits, shapes, mnist5k")
+            self._reference, self.source = reference, source
+
+        @property
+        def reference(self):
+            return self._reference, None
+
+        @property
+        def ref_split(self) -> str:
+            return "set"
+
+        @functools.cached_property
+        def real_features(self):
+            return self.extractor.features(self._reference)
+
+        def protocol(self) -> dict:
+            out = super().protocol()
+            out.update(ref_dataset=self.source, ref_split="set", ref_fingerprint="", seed=None,
+                       extractor_fitted_on=self.dataset)
+            return out
+
+    return ScoreContext
+
+
+class ScoreSet:
+    """Set A where metrics expect a generated draw: images and their features."""
+
+    def __init__(self, ctx, images):
+        self.images, self.n, self.labels = images, len(images), None
+        self._features = ctx.extractor.features(images)
+
+    def features(self, n: int) -> torch.Tensor:
+        return self._features[:n]
+
+
+def score(a: str, b: str, names: list[str], features: str) -> list[dict]:
+    """The records of every asked-for metric on A (generated side) against B (reference)."""
+    from bench.metrics import suite  # registers the metrics
+    from bench.metrics.families.base import FINAL
+    from bench.metrics.families.builtin_images import _DomainFeatures
+    from bench.metrics.records import record
+
+    set_a, set_b = load_set(a), load_set(b)
+    if set_a.shape[1:] != set_b.shape[1:]:
+        raise BenchError(f"{a} holds {set_a.shape[-1]} px images and {b} {set_b.shape[-1]} px; give sets of one size")
+    ctx = _context_class()(set_b, str(b), features)
+    chosen, missing = suite.resolve_names(ctx, names)
+    feature_metrics = [n for n in registry.metrics.names() if isinstance(registry.metrics.get(n)(), _DomainFeatures)]
+    bad = missing + [n for n in chosen if n not in feature_metrics]
+    if bad:
+        raise BenchError(f"bench score computes feature-space metrics only; {bad[0]!r} is not one; valid: "
+                         f"{', '.join(feature_metrics)} (and fid)")
+    gen, protocol = ScoreSet(ctx, set_a), {**ctx.protocol(), "gen_source": str(a)}
+    records = []
+    for name in chosen:
+        for v in registry.metrics.get(name)().compute(ctx, gen, FINAL, len(set_a)):
+            records.append(record(v, step=0, kind="final", checkpoint=str(a), protocol=protocol))
+    return records
+
+
+def write_json(path: str, a: str, b: str, records: list[dict]) -> None:
+    from bench.runs import write_atomic
+
+    write_atomic(Path(path), json.dumps({"a": a, "b": b, "records": records}, indent=1, sort_keys=True))
+
+
+def table(records: list[dict]) -> str:
+    lines = [f"{'metric':12}  {'label':32}  {'value':>12}"]
+    for r in records:
+        std = f" ± {r['std']:.4g}" if r.get("std") is not None else ""
+        lines.append(f"{r['name']:12}  {r['label']:32}  {r['value']:>12.6g}{std}")
+    return "\n".join(lines)
+
+
+@click.command(name="score")
+@click.argument("a")
+@click.argument("b")
+@click.option("--metrics", "metric_names", default=",".join(DEFAULT_METRICS), show_default=True, metavar="A,B",
+              help="feature-space metrics: fd (or fid), kid, prc, density_coverage")
+@click.option("--features", default="digits", show_default=True,
+              help="built-in dataset whose fitted extractor gives the features (digits, shapes, mnist5k)")
+@click.option("--out", default=None, metavar="FILE.json", help="also write the records as JSON")
+def score_command(a, b, metric_names, features, out):
+    """Score image set A against reference B (image folders or bench sample .npz files)."""
+    if out is not None and not out.endswith(".json"):
+        raise BenchError(f"--out {out}: the file name must end in .json")
+    names = [m.strip() for m in metric_names.split(",") if m.strip()]
+    if not names:
+        raise BenchError("--metrics is empty; give names such as fd,kid,prc")
+    records = score(a, b, names, features)
+    click.echo(table(records))
+    if out is not None:
+        write_json(out, a, b, records)
+        click.echo(f"wrote {len(records)} records to {out}", err=True)
