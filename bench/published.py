@@ -43,7 +43,7 @@ DIRECTION = {"modes_covered": True, "hq_fraction": True, "kl_modes": False, "jsd
              "ndb_over_k": False, "ndb_jsd": False}
 FINISHED = ("done", "diverged")  # bench.runs.FINISHED: runs whose final value counts (diverged ones too)
 BLOCK_KEYS = {"source", "spread", "values"}
-SOURCE_KEYS = {"paper", "authors", "year", "venue", "table", "figure", "url", "note"}
+SOURCE_KEYS = {"paper", "authors", "year", "venue", "table", "figure", "url", "note", "checked"}
 VALUE_KEYS = {"row", "metric", "config", "mean", "spread", "kind", "runs", "unit", "label", "note"}
 VERDICTS = ("consistent", "better", "worse", "undetermined", "not measured", "no runs")
 
@@ -56,11 +56,15 @@ class Source:
     authors: str = ""
     venue: str = ""
     url: str = ""
+    # True once every value was compared with the printed table; a preset says so either way, and
+    # the report prints unchecked numbers as such, so a typo is never taken for the paper's result.
+    checked: bool = False
 
     def cite(self) -> str:
         who = f"{self.authors}. " if self.authors else ""
         venue = f" {self.venue}" if self.venue else ""
-        return f"{who}{self.paper}.{venue} {self.year}, {self.where}."
+        caveat = "" if self.checked else " Values not yet checked against the printed table."
+        return f"{who}{self.paper}.{venue} {self.year}, {self.where}.{caveat}"
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,9 @@ def _source(source: Any, at: str) -> Source:
     for k, v in text.items():
         if not isinstance(v, str):
             raise BenchError(f"{at}.{k} must be text")
-    return Source(paper.strip(), year, place, **text)
+    if not isinstance(source.get("checked", False), bool):
+        raise BenchError(f"{at}.checked must be true or false: were the values compared with the printed table?")
+    return Source(paper.strip(), year, place, **text, checked=source.get("checked", False))
 
 
 def _value(v: Any, source: Source, default: dict, at: str) -> Reported:
