@@ -5,6 +5,7 @@ verdicts on a planted tidy table; the real-digit datasets and the mixtures' prot
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import math
 import subprocess
@@ -350,3 +351,21 @@ def test_uniform_latents_and_pacgan_nets():
     normal = resolve({"variant": "mlp_gan", "dataset": "ring8", "z_dim": 3})
     plain = registry.variants.get("mlp_gan")(normal.options, _load("ring8", 0).spec)
     assert plain.sample_z(5000, torch.device("cpu")).abs().max() > 1.5, "normal stays the default"
+
+
+def test_a_preset_report_leads_with_published_vs_measured_and_records_the_mixture_geometry(bench_cli, tmp_path):
+    preset = REPO / "ablations" / "reproduce" / "pacgan_ring_cpu.yaml"
+    code, _, err = bench_cli("run", str(preset), "--smoke")
+    assert code == 0, err
+    records = [json.loads(line) for f in (tmp_path / "results" / "pacgan_ring_cpu-smoke").glob("*/metrics.jsonl")
+               for line in f.read_text().splitlines()]
+    finals = [r for r in records if r.get("kind") == "final" and r["name"] == "modes_covered"]
+    assert finals and all(r["protocol"]["mode_radius"] == 1.0 and r["protocol"]["mode_std"] == 0.01 for r in finals)
+    code, _, err = bench_cli("report", "pacgan_ring_cpu-smoke")
+    assert code == 0, err
+    out = tmp_path / "reports" / "pacgan_ring_cpu-smoke"
+    page = (out / "index.html").read_text()
+    assert page.index('id="published"') < page.index('id="headline-0"')  # the paper's numbers come first
+    assert "PacGAN" in page and "not yet checked against the printed table" in page
+    assert "## Published vs measured" in (out / "report.md").read_text()
+    assert "PacGAN" in (out / "tables.tex").read_text()

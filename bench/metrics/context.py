@@ -76,6 +76,8 @@ class EvalContext:
                        crop=str(prep.get("crop", "center" if prep else "none")))
         else:
             out.update(modes=int(len(self.data.centres)), mode_std=float(self.data.std))
+            # the mixture's geometry beside its std: protocols differ in radius / spacing (docs/protocols.md §3)
+            out.update({f"mode_{k}": float(self.info[k]) for k in ("radius", "spacing") if k in self.info})
         return out
 
     @property

@@ -63,10 +63,20 @@ def compute(data: GridData, options: Options) -> Report:
     table = comparison(data, scores, found.runs, baseline, view, headline.family_columns(heads), options.test)
     verdicts.fill(heads, table, scores, data, view, config_order(view, baseline), baseline, options.test)
     report = Report(data, baseline, options.test, options.thresholds, found.runs, table, view=view,
-                    headlines=heads, scores=scores, rule_counts=found.counts(), training=training(data))
+                    headlines=heads, scores=scores, rule_counts=found.counts(), training=training(data),
+                    published=published_vs_measured(data))
     report.warnings = warnings(report)
     report.versions = versions(data)
     return report
+
+
+def published_vs_measured(data: GridData) -> pd.DataFrame | None:
+    """The grid file's published values beside ours (bench/published.py), None without a section."""
+    from bench import published
+    from bench.report.load import tidy
+
+    reported = published.from_grid_text(data.grid_text, str(data.path / "grid.yaml"))
+    return published.compare(tidy(data), reported) if reported else None
 
 
 def training(data: GridData) -> dict:

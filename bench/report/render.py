@@ -197,7 +197,8 @@ def _question(grid_text: str) -> str:
 
 
 def toc(report: Report) -> str:
-    links = [("headline-0", "headline")] if report.headlines else []
+    links = [("published", "published vs measured")] if report.published is not None else []
+    links += [("headline-0", "headline")] if report.headlines else []
     links += [("warnings", "warnings")] if report.warnings else []
     links += [("stability", "stability"), ("comparison", "all metrics")]
     links += [(f"metric-{i}", name) for i, (name, _) in enumerate(report.metric_groups())]
@@ -221,6 +222,7 @@ def render_html(report: Report, out_dir: Path, embed_samples: bool = True) -> st
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>GAN Bench report: {e(data.name)}</title>'
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head><body>'
         f'<h1>GAN Bench report: {e(data.name)}</h1><p class="meta" id="summary">{meta}</p>{banner}{toc(report)}'
+        + published_section(report)
         + headline_section(report, out_dir, embed_samples)
         + (f'<div class="warnings" id="warnings"><b>Warnings</b><ul>{warnings}</ul></div>' if warnings else "")
         + f'<h2 id="stability">Stability and collapse</h2>{stability_section(report)}'
@@ -232,6 +234,15 @@ def render_html(report: Report, out_dir: Path, embed_samples: bool = True) -> st
         f'<h2 id="grid">Grid file</h2><pre>{e(data.grid_text or "(no grid.yaml)")}</pre>'
         f'<h2 id="versions">Versions</h2>{_table(["package", "version"], versions, "versions")}'
         "</body></html>")
+
+
+def published_section(report: Report) -> str:
+    """A reproduction preset's first table: the paper's numbers beside ours, its source under it."""
+    if report.published is None:
+        return ""
+    from bench.published import to_html
+
+    return f'<h2 id="published">Published vs measured</h2>{to_html(report.published)}'
 
 
 def _range(counts: pd.Series) -> str:

@@ -64,6 +64,10 @@ def render_markdown(report: Report, out_dir: Path) -> str:
              f"{len(data.runs)} runs, {data.runs['config_id'].nunique()} configurations, baseline "
              f"`{md_escape(report.baseline.text) if report.baseline else 'none'}`. Full page: index.html.", ""]
     lines += [f"**{md_escape(b)}**" for b in banner_lines(report)] + [""] if banner_lines(report) else []
+    if report.published is not None:
+        from bench.published import to_markdown
+
+        lines += ["## Published vs measured", "", to_markdown(report.published), ""]
     for h in report.headlines.values():
         lines += md_headline(h, md_escape)
     if report.warnings:
@@ -92,6 +96,10 @@ def render_latex(report: Report) -> str:
     """One table environment per metric column; needs \\usepackage{booktabs}."""
     out = [f"% GAN Bench report: {tex_escape(report.data.name)}; requires \\usepackage{{booktabs}}",
            f"% {tex_escape(method_note(report))}", ""]
+    if report.published is not None:
+        from bench.published import to_latex
+
+        out += [to_latex(report.published), ""]
     for col, rows in report.column_rows():
         curve = col.kind == "curve"
         heads = _headers(curve)
