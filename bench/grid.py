@@ -74,8 +74,8 @@ def _bundle_value(grid: GridFile, axis: str, name: Any) -> Any:
         return grid.grid[axis][known.index(name)]
     how = (f"its names: {', '.join(known)}" if known else
            f"its values have no names; give the keys, e.g. --set '{axis}=[{{key: value}}]'")
-    raise BenchError(f"--set {clip(axis, 32)}={name if isinstance(name, str) and len(name) < 32 else short(name, 32)}: grid axis '{axis}' has no value named "
-                     f"{short(name, 32)}; {how}")
+    shown = name if isinstance(name, str) and len(name) < 32 else short(name, 32)
+    raise BenchError(f"--set {clip(axis, 32)}={shown}: grid axis '{axis}' has no value named {short(name, 32)}; {how}")
 
 
 def _takes_list(key: str) -> bool:

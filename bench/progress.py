@@ -15,7 +15,8 @@ class GridProgress:
 
         # The keys that vary over the whole grid (`grid`, default the runs to train) name each run.
         self.keys = varying_config_keys([p.config.flat() for p in (grid or planned)])
-        self.total, self.done = len(planned), 0
+        self.total, self.done, self.slots = len(planned), 0, max(slots, 1)
+        self.seconds: list[float] = []  # wall time of each run this process trained, for the ETA
         self.tty = sys.stderr.isatty()
         self.bar = None
 
@@ -38,12 +39,28 @@ class GridProgress:
     def run_done(self, rid: str, outcome: str, seconds: float) -> None:
         self.done += 1
         note = " by another process" if outcome == "claimed" else ""
-        line = f"[{self.done}/{self.total}] {self.describe(rid)}: {outcome}{note} ({seconds:.1f}s)"
+        timing = self.timing(rid, outcome, seconds)
+        line = f"[{self.done}/{self.total}] {self.describe(rid)}: {outcome}{note} ({seconds:.1f}s{timing})"
         if self.bar is not None:
             self.bar.write(line, file=sys.stderr)
             self.bar.update(1)
         else:
             click.echo(line, err=True)
+
+    def timing(self, rid: str, outcome: str, seconds: float) -> str:
+        """', N steps/s; ETA M min': the run's own rate over the steps it trained now (a resumed run
+        counts from where it resumed), and the grid's rest at the mean time of the runs trained so far."""
+        if outcome == "claimed":
+            return ""
+        status = self.planned[rid].run.inspect().status or {}
+        steps = int(status.get("step", 0) or 0) - int(status.get("start_step", 0) or 0)
+        rate = f", {steps / seconds:.1f} steps/s" if seconds > 0 and steps > 0 else ""
+        self.seconds.append(seconds)
+        left = self.total - self.done
+        if not left:
+            return rate
+        eta = sum(self.seconds) / len(self.seconds) * left / min(self.slots, left)
+        return rate + (f"; ETA {eta / 60:.1f} min" if eta >= 60 else f"; ETA {eta:.0f}s")
 
     def steps_for(self, unit: list[str]):
         """A per-unit step callback: a second bar on a terminal, nothing otherwise (runs are lines)."""

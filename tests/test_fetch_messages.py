@@ -39,7 +39,8 @@ def test_offline_fetch_names_every_archive_and_leaves_no_folder(tmp_path, bench_
     assert not (tmp_path / "new").exists()
 
 
-def test_present_archive_with_a_wrong_digest_has_its_own_message(server, tmp_path, bench_cli, monkeypatch):  # noqa: F811
+def test_present_archive_with_a_wrong_digest_has_its_own_message(server, tmp_path, bench_cli,  # noqa: F811
+                                                                 monkeypatch):
     archive = make_tar({"x.txt": b"the real file"})
     server.files["/toy.tgz"] = archive
     monkeypatch.setitem(fetch_mod.SOURCES, "toy", [Download(server.url + "/toy.tgz", "toy.tgz", sha(archive))])

@@ -163,6 +163,7 @@ def test_progress_lines_name_the_varying_keys_and_dry_run_groups_by_configuratio
     assert "fake_label=0.0 real_label=0.9 seed=0: done" in lines[1]
     assert "fake_label=0.1 real_label=0.9 seed=0: done" in lines[2]
     assert "real_label=1.0 seed=1: done" in lines[3]
+    assert " steps/s; ETA " in lines[0] and lines[5].endswith(" steps/s)")  # the last run has no ETA
     code, out, err = bench_cli("status", "labels.yaml")
     assert code == 0 and [line.split()[-1] for line in out.splitlines() if "real_label=" in line] == \
         ["seed=0", "seed=1"] * 3
