@@ -233,11 +233,13 @@ from bench.score import score_command; cli.add_command(score_command)  # noqa: E
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="output .npz file")
 @click.option("--class", "class_", type=int, default=None, help="class label for conditional variants")
 @click.option("--seed", type=int, default=None, help="latent seed (default: the fixed evaluation seed)")
-def sample(run_dir, n, out, class_, seed):
-    """Write N samples of a run's last checkpoint to an .npz (samples, labels, value_range)."""
+@click.option("--checkpoint", "which", default="final", show_default=True, metavar="final|best|STEP",
+              help="the last checkpoint, the best by the curve (ckpt/best.pt), or the one saved at STEP")
+def sample(run_dir, n, out, class_, seed, which):
+    """Write N samples of a run's checkpoint to an .npz (samples, labels, value_range, step)."""
     from bench.sampling import sample_run
 
-    path = sample_run(run_dir, n, out, class_, seed)
+    path = sample_run(run_dir, n, out, class_, seed, which)
     click.echo(f"wrote {n} samples to {path}", err=True)
 
 

@@ -23,8 +23,9 @@ MAX_BYTES = 4 * 2**30
 SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes a 64-bit integer
 
 
-def load_generator(run: RunDir, device: torch.device):
-    """(variant, G in eval mode, spec) from the run's last checkpoint."""
+def load_generator(run: RunDir, device: torch.device, which: str = "final"):
+    """(variant, G in eval mode, spec, step) from the run's last checkpoint (`final`), the best one
+    by the curve (`best`, ckpt/best.pt), or whichever of the two was saved at step `which`."""
     config = resolve(run.read_config(), where=str(run.config_file))
     if not run.checkpoint_file.exists():
         raise BenchError(f"{run.path} has no checkpoint yet; train it with bench run first")
@@ -35,7 +36,17 @@ def load_generator(run: RunDir, device: torch.device):
     spec = DataSpec(tuple(spec_fields["shape"]), spec_fields["num_classes"], tuple(spec_fields["class_names"]))
     variant = registry.variants.get(config.variant)(config.options, spec)
     G, _ = variant.build()
-    checkpoint.load_into(run.checkpoint_file, state, fix=checkpoint.RETRAIN, G=G)
+    file, fix = run.checkpoint_file, checkpoint.RETRAIN
+    if which not in ("final", str(state["step"])):
+        best_file = run.path / "ckpt" / "best.pt"
+        best = checkpoint.load(best_file, device, fix=checkpoint.DROP_BEST) if best_file.is_file() else None
+        if which != "best" and (best is None or which != str(best["step"])):
+            saved = f"final (step {state['step']})" + (f", best (step {best['step']})" if best else "")
+            raise BenchError(f"--checkpoint {which}: this run keeps {saved}; pick one of those")
+        if best is None:
+            raise BenchError(f"{run.path} has no ckpt/best.pt (it had no curve evaluations); use --checkpoint final")
+        file, fix, state = best_file, checkpoint.DROP_BEST, best
+    checkpoint.load_into(file, state, fix=fix, G=G)
     return variant, G.to(device).eval(), spec, int(state["step"])
 
 
@@ -63,7 +74,7 @@ def out_file(out: str) -> Path:
     return path
 
 
-def sample_run(run_dir: str, n: int, out: str, class_: int | None, seed: int | None) -> Path:
+def sample_run(run_dir: str, n: int, out: str, class_: int | None, seed: int | None, which: str = "final") -> Path:
     run = RunDir.open(run_dir)
     out_path = out_file(out)
     if not 1 <= n <= MAX_SAMPLES:
@@ -72,7 +83,9 @@ def sample_run(run_dir: str, n: int, out: str, class_: int | None, seed: int | N
     if seed is not None and not 0 <= seed < SEED_LIMIT:
         raise BenchError(f"--seed {seed}: must be in [0, 2^63), the range of a torch generator seed")
     device = torch.device("cpu")
-    variant, G, spec, step = load_generator(run, device)
+    if which not in ("final", "best") and not (which.isdigit() and len(which) < 12):
+        raise BenchError(f"--checkpoint {which!r}: final, best or the step of a kept checkpoint")
+    variant, G, spec, step = load_generator(run, device, which)
     size = n * math.prod(spec.shape) * 4
     if size > MAX_BYTES:
         per_file = MAX_BYTES // (math.prod(spec.shape) * 4)
