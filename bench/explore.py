@@ -74,6 +74,33 @@ def trimmed_mean(values: Tensor, trim: tuple[float, float] = TRIM) -> float:
     return float(kept.mean()) if len(kept) else float("nan")
 
 
+def latent_arithmetic(z: Tensor, classify: Callable[[Tensor], Tensor], num_classes: int, gen: torch.Generator,
+                      n: int = 500, min_members: int = 5) -> Optional[dict]:
+    """z - mean(B) + mean(A): a latent whose sample the classifier calls B, minus the mean latent of
+    B's samples, plus the mean latent of A's. Returns the share of results called A (hit) against the
+    share of random latents called A for the same A draws (chance), or None with fewer than two
+    classes having min_members samples. The classifier is the one fitted on real data."""
+    called = classify(z)
+    classes = [c for c in range(num_classes) if int((called == c).sum()) >= min_members]
+    if len(classes) < 2:
+        return None
+    means = {c: z[called == c].mean(0) for c in classes}
+    share = {c: float((called == c).float().mean()) for c in classes}
+    pick = torch.randint(len(classes), (n, 2), generator=gen)
+    pick[:, 1] = (pick[:, 0] + 1 + torch.randint(len(classes) - 1, (n,), generator=gen)) % len(classes)  # A != B
+    A = torch.tensor([classes[i] for i in pick[:, 0].tolist()])
+    B = torch.tensor([classes[i] for i in pick[:, 1].tolist()])
+    start = torch.empty(n, z.shape[1], dtype=z.dtype)
+    for b in set(B.tolist()):
+        members = (called == b).nonzero()[:, 0]
+        rows = (B == b).nonzero()[:, 0]
+        start[rows] = z[members[torch.randint(len(members), (len(rows),), generator=gen)]]
+    result = start - torch.stack([means[b] for b in B.tolist()]) + torch.stack([means[a] for a in A.tolist()])
+    hit = float((classify(result) == A).float().mean())
+    return {"hit": hit, "chance": float(sum(share[a] for a in A.tolist()) / n), "n": n, "classes": len(classes),
+            "start": start, "result": result, "A": A, "B": B}
+
+
 # ---- the command
 
 
@@ -114,7 +141,12 @@ def explore_run(run_dir: str, which: str = "final", interp: str = "auto", pairs:
         written.append(_class_sweep(out_dir, variant, G, spec, which, gen, dev))
     files, line = _path_length(run, ctx, variant, G, spec, fn, interp, which, step, pairs, gen, dev,
                                EVAL_SEED if seed is None else seed)
-    return written + files, [line]
+    lines = [line]
+    if ctx.family == "domain" and not ctx.stacked and not variant.conditional and spec.num_classes:
+        more, arith_line = _arithmetic(run, ctx, variant, G, spec, which, step, gen, dev,
+                                       EVAL_SEED if seed is None else seed)
+        files, lines = files + more, lines + [arith_line]
+    return written + files, lines
 
 
 def _labels(variant, spec, n: int, gen) -> Optional[Tensor]:
@@ -227,3 +259,42 @@ def _path_length(run, ctx, variant, G, spec, fn, interp, which, step, pairs, gen
     write_atomic(path, json.dumps(rec, indent=1, sort_keys=True) + "\n")
     return [path], (f"{v.label} = {ppl:.4g} ({which} G, step {step})" if math.isfinite(ppl) else
                      f"{v.label} undefined")
+
+
+ARITH_LATENTS, ARITH_TRIALS = 2000, 500
+
+
+def _arithmetic(run, ctx, variant, G, spec, which, step, gen, dev, seed) -> tuple[list[Path], str]:
+    """Latent arithmetic with class concepts from the domain classifier (fitted on real data); a record
+    `latent_arith` (share of results the classifier assigns to the expected class, chance beside it)."""
+    from bench.metrics import extractors
+    from bench.metrics.records import Value, record
+
+    w = ctx.extractor.weights
+
+    def classify(z: Tensor) -> Tensor:
+        x = (_generate(variant, G, z.to(dev), None).clamp(-1, 1) + 1) * 127.5
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return extractors.forward(w, x)[1].argmax(dim=-1)
+
+    z = variant.sample_z(ARITH_LATENTS, torch.device("cpu"), generator=gen)
+    out = latent_arithmetic(z, classify, spec.num_classes, gen, ARITH_TRIALS)
+    if out is None:
+        return [], "latent arithmetic skipped: G's samples fall in fewer than two classes"
+    shown = 8
+    pairs = torch.stack([out["start"][:shown], out["result"][:shown]], dim=1).reshape(2 * shown, -1)
+    path = run.path / "explore" / f"arith-{which}.png"
+    if spec.kind == "images":
+        _image_grid(path, _generate(variant, G, pairs.to(dev), None), 2)
+    v = Value("latent_arith", out["hit"], f"arith@{ARITH_TRIALS}/{ctx.domain_source}", True,
+              params={"chance": out["chance"], "trials": ARITH_TRIALS, "concept_latents": ARITH_LATENTS,
+                      "classes_used": out["classes"], "rule": "z(B) - mean z(B) + mean z(A), expect A",
+                      "latent_seed": seed, **ctx.extractor.record()})
+    rec = record(v, step=step, kind=which, checkpoint=which, protocol=ctx.protocol())
+    same = [r for r in run.read_metrics() if r.get("name") == "latent_arith" and r.get("kind") == which
+            and r.get("step") == step and r.get("protocol") == rec["protocol"]]
+    if not same:
+        run.append_metrics([rec])
+    return [path], (f"latent arithmetic: {out['hit']:.1%} of {ARITH_TRIALS} results called the expected class "
+                    f"(random latents: {out['chance']:.1%}); pairs in {path.name}, left z of B, right z - B + A")

@@ -213,3 +213,18 @@ def test_explore_writes_strips_and_one_ppl_record(tmp_path):
     assert rec["value"] > 0 and rec["label"].startswith("PPL@200/slerp/") and "PPL@200" in lines[0]
     with pytest.raises(Exception, match="best.pt"):
         explore_run(str(run.path), which="best", pairs=200)
+
+
+def test_latent_arithmetic_moves_a_planted_concept_and_chance_stays_at_the_class_share():
+    from bench.explore import latent_arithmetic
+
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(3000, 6, generator=g)
+
+    def classify(z):  # the class is the largest of the first three coordinates: linear concepts
+        return z[:, :3].argmax(dim=1)
+
+    out = latent_arithmetic(z, classify, 3, torch.Generator().manual_seed(0), n=600)
+    assert out["hit"] > 0.8 and out["chance"] == pytest.approx(1 / 3, abs=0.05) and out["classes"] == 3
+    assert (classify(out["start"]) == out["B"]).all() and (out["A"] != out["B"]).all()
+    assert latent_arithmetic(z, lambda z: torch.zeros(len(z), dtype=torch.long), 3, g) is None
