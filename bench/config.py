@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import importlib.util
 import math
 import re
 import types
@@ -55,6 +56,7 @@ class LoopConfig:
     amp: bool = False  # bf16 autocast of the forward passes; losses stay float32
     compile: bool = False  # torch.compile G and D; eager where it fails (recorded in status.json)
     fused_optim: bool = True  # fused Adam kernels on CUDA (ignored on CPU)
+    log_tensorboard: bool = False  # also write flushes as TensorBoard events (extra: tensorboard); not hashed
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,8 @@ def _check_loop(loop: LoopConfig, where: str) -> None:
     if loop.eval_every > 0 and loop.eval_every % loop.log_every:
         raise BenchError(f"{where}: 'eval_every' must be -1 (none), 0 (auto) or a multiple of 'log_every' "
                          f"({loop.log_every}), got {loop.eval_every}")
+    if loop.log_tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise BenchError(f"{where}: 'log_tensorboard' needs the tensorboard package; pip install -e '.[tensorboard]'")
     if not re.fullmatch(r"auto|cpu|cuda(:\d{1,3})?", loop.device):
         raise BenchError(f"{where}: 'device' must be auto, cpu, cuda or cuda:N, got {short(loop.device)}")
 

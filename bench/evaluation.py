@@ -57,14 +57,16 @@ class Evaluator:
     def best_file(self) -> Path:
         return self.run.path / "ckpt" / "best.pt"
 
-    def at_flush(self, G, step: int) -> None:
-        """Called after every flush with G in train mode; evaluates when the schedule says so."""
+    def at_flush(self, G, step: int) -> list[dict]:
+        """Called after every flush with G in train mode; evaluates when the schedule says so and
+        returns the curve records it appended (none otherwise)."""
         if step not in self.steps:
-            return
+            return []
         from bench.metrics.suite import CURVE, run_protocol
 
         values = run_protocol(self.ctx, G, CURVE, n=self.config.loop.eval_n or None)
-        self.run.append_metrics(self._records(values, step, "curve", "step"))
+        records = self._records(values, step, "curve", "step")
+        self.run.append_metrics(records)
         key = _key(values, *self.primary)
         if key is not None and (self.best_key is None or key > self.best_key):
             self.best_key = key
@@ -73,6 +75,7 @@ class Evaluator:
             state = {"step": step, "metric": name, "value": float(value),
                      "G": {k: v.detach().cpu() for k, v in G.state_dict().items()}}
             checkpoint.save_file(self.best_file, state)
+        return records
 
     def final(self, G, step: int) -> None:
         """Called once when training ends normally: full protocol on the final and the best G."""

@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 # Keys that say where or how fast a run executes, not what it computes: left out of the run id.
-NOT_HASHED = frozenset({"device", "data.root", "compile", "fused_optim"})
+NOT_HASHED = frozenset({"device", "data.root", "compile", "fused_optim", "log_tensorboard"})
 # Also left out of a configuration id: the seed names a sample of the configuration, not the method.
 NOT_CONFIG = frozenset({"seed", *NOT_HASHED})
 DATA_IDENTITY = "data_identity"  # content fingerprint of file datasets; absent for built-in data

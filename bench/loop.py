@@ -78,6 +78,7 @@ class Training:
     images_per_step: int  # real images one step draws for D (the real_images_seen record)
     samples: list[SampleWriter] = field(default_factory=list)
     evaluators: list[Evaluator] = field(default_factory=list)
+    events: list = field(default_factory=list)  # bench.tensorboard.EventLog per run, when log_tensorboard
 
 
 def train(run: RunDir, config: RunConfig, progress: Optional[Progress] = None, *,
@@ -106,6 +107,7 @@ def train_runs(runs: list[RunDir], configs: list[RunConfig], progress: Optional[
         rows = window.rows(done - window_start)  # sync point: the one host copy of the loop
         _flush(t, rows, window.names, done, time.perf_counter() - t0, ended)
         if all(ended):
+            _close_events(t)
             return list(ended)
         if progress:
             progress(done, loop.steps)
@@ -240,6 +242,10 @@ def _setup(runs: list[RunDir], configs: list[RunConfig], data: Optional[DeviceDa
              "channels_last": channels_last_ran(group.G, group.D),
              **({"pack": group.record()} if group.size > 1 else {})}
     _open_runs(t, configs, variant, paths)
+    if loop.log_tensorboard:
+        from bench.tensorboard import EventLog
+
+        t.events = [EventLog(run.path) for run in runs]
     return t
 
 
@@ -312,17 +318,25 @@ def _flush(t: Training, rows: Tensor, names: list[str], done: int, seconds: floa
                            reason=f"non-finite loss at step {bad_step}")
             ended[k] = "diverged"
             continue
-        run.append_metrics(_records(names, mine, done, seconds, n, t.images_per_step))
+        records = _records(names, mine, done, seconds, n, t.images_per_step)
+        run.append_metrics(records)
         G_k, D_k = t.group.nets(k)
         if loop.sample_every and done % loop.sample_every == 0 and done != loop.steps:
             t.samples[k].write(G_k, done)
         if done in t.evaluators[k].steps:
             t.samples[k].timeline(G_k, done)  # a strip of fixed latents at each curve evaluation
-        t.evaluators[k].at_flush(G_k, done)
+        curve = t.evaluators[k].at_flush(G_k, done)
+        if t.events:
+            t.events[k].write(records + (curve or []))
         if done % loop.ckpt_every == 0 or done == loop.steps:
             t.group.save(k, run.checkpoint_file, step=done, G=G_k, D=D_k, opt_g=t.opt_g, opt_d=t.opt_d,
                          extra={"spec": spec_record(t.data.spec)})
         run.set_status("running", step=done)
+
+
+def _close_events(t: Training) -> None:
+    for events in t.events:
+        events.close()
 
 
 def _finish(t: Training, ended: list[Optional[str]]) -> None:
@@ -334,6 +348,7 @@ def _finish(t: Training, ended: list[Optional[str]]) -> None:
             t.evaluators[k].final(G_k, t.loop.steps)
             run.set_status("done", step=t.loop.steps, finished=time.time())
             ended[k] = "done"
+    _close_events(t)
 
 
 def spec_record(spec) -> dict:

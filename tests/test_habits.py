@@ -309,3 +309,38 @@ def test_score_mistakes_are_one_line(planted_sets, bench_cli, args, message):
     args = [a.format(same=planted_sets / "same.npz") for a in args]
     code, _, err = bench_cli("score", *args)
     assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+# 8. TensorBoard
+
+
+def test_log_tensorboard_writes_losses_and_curve_metrics_at_flushes_and_keeps_the_run_id(tmp_path, bench_cache):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    plain = tiny("ring8", "mlp_gan", steps=6, eval_every=3, log_every=3, ckpt_every=3)
+    config = tiny("ring8", "mlp_gan", steps=6, eval_every=3, log_every=3, ckpt_every=3, log_tensorboard=True)
+    assert config.run_id == plain.run_id
+    run = RunDir(tmp_path, "tb", config.run_id)
+    run.write_config(config.flat())
+    run.set_status("queued")
+    assert train(run, config) == "done"
+    events = EventAccumulator(str(run.path / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert "train/loss_d" in tags and "train/loss_g" in tags
+    assert [e.step for e in events.Scalars("train/loss_d")] == [3, 6]  # one point per flush
+    curve = [t for t in tags if t.startswith("curve/")]
+    assert curve and [e.step for e in events.Scalars(curve[0])] == [3, 6]
+    loss = next(r["value"] for r in run.read_metrics() if r["name"] == "loss_d" and r["step"] == 3)
+    assert events.Scalars("train/loss_d")[0].value == pytest.approx(loss, rel=1e-6)
+
+
+def test_log_tensorboard_without_the_package_is_one_line(tmp_path, bench_cli, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    (tmp_path / "labels.yaml").write_text(LABELS_GRID)
+    code, _, err = bench_cli("run", "labels.yaml", "--set", "log_tensorboard=true", "--dry-run")
+    assert code == 2 and err.count("\n") == 1 and "pip install -e '.[tensorboard]'" in err

@@ -1,0 +1,31 @@
+"""TensorBoard event files beside a run's metrics.jsonl (`log_tensorboard: true`, the optional
+`tensorboard` extra). The loop hands over the records it has just written at a flush (window means
+of the losses, and the curve metrics when the flush evaluates), so the events never add a host
+copy: metrics.jsonl stays the record, the events are a view of it for people who watch runs there."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+FOLDER = "tensorboard"  # <run>/tensorboard/events.out.tfevents.*
+
+
+class EventLog:
+    def __init__(self, run_path: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(run_path / FOLDER))
+
+    def write(self, records: list[dict]) -> None:
+        """train records as train/<name>, curve records as curve/<label> (the label carries the protocol)."""
+        for r in records:
+            value = r.get("value")
+            if r.get("kind") not in ("train", "curve") or not isinstance(value, float) or not math.isfinite(value):
+                continue
+            tag = f"train/{r['name']}" if r["kind"] == "train" else f"curve/{r.get('label') or r['name']}"
+            self.writer.add_scalar(tag, value, int(r["step"]))
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
