@@ -35,7 +35,7 @@ BAND_RESAMPLES = 1_000
 BAND_SEED = 0
 OUTCOME_COLOURS = {"ok": "#1f77b4", "collapsed": "#d62728", "diverged": "black"}
 GRAD_COLOURS = {"grad_norm_d": "#2ca02c", "grad_norm_g": "#9467bd"}  # drawn under the losses
-FIGURE_VERSION = "6"  # bump when a drawing changes, so cached files are redrawn
+FIGURE_VERSION = "7"  # bump when a drawing changes, so cached files are redrawn
 
 
 def _key(kind: str, frame: pd.DataFrame, *extra) -> str:
@@ -224,6 +224,8 @@ def loss_figure(out_dir: Path, losses: pd.DataFrame, marks: pd.DataFrame, max_pa
                     gax.plot(run["step"], run["value"].where(run["value"] > 0), color=GRAD_COLOURS[name], lw=0.9,
                              alpha=0.7)
                 gax.set_yscale("log")
+                gax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # no mathtext
+                gax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
                 gax.set_ylabel("grad norm", fontsize=8)
                 gax.grid(alpha=0.3)
             for m in marks[marks["config"] == config].itertuples():
@@ -241,11 +243,13 @@ def loss_figure(out_dir: Path, losses: pd.DataFrame, marks: pd.DataFrame, max_pa
                       plt.Line2D([], [], color=GRAD_COLOURS["grad_norm_g"], label="G grad norm")] if grads else []),
                    plt.Line2D([], [], color="#d62728", ls="--", label="collapse onset"),
                    plt.Line2D([], [], color="black", marker="x", ls="", label="diverged")]
-        fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, bbox_to_anchor=(0.5, 1.0))
+        ncol = min(len(handles), 3 * cols)
+        fig.legend(handles=handles, loc="upper center", ncol=ncol, frameon=False, bbox_to_anchor=(0.5, 1.0))
         fig.supxlabel("step (G updates)", fontsize=9)
         height = 2.8 * rows * per
-        fig.subplots_adjust(left=0.6 / (4.2 * cols), right=0.98, bottom=0.5 / height, top=1 - 0.75 / height,
-                            hspace=0.4, wspace=0.22)
+        top = 0.55 + 0.2 * -(-len(handles) // ncol)  # inches above the panels: legend rows and a title
+        fig.subplots_adjust(left=(0.75 if grads else 0.5) / (4.2 * cols), right=0.98, bottom=0.5 / height,
+                            top=1 - top / height, hspace=0.4, wspace=0.22)
         return fig
 
     return _cached(out_dir, file_name(name), _key("loss", pd.concat([frame, marks]), configs), draw)
