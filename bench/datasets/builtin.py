@@ -102,6 +102,14 @@ def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(p).resize((size, size), Image.BICUBIC)) for p in pixels])
 
 
+def digit_images(pixels: np.ndarray, image_size: int) -> tuple[torch.Tensor, DataSpec]:
+    """Grey N x H x W digits as N x 3 x S x S uint8 (the channel replicated) and their 10-class spec."""
+    pixels = resize_square(pixels, image_size)
+    images = torch.from_numpy(pixels).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+    return images, DataSpec(shape=(3, image_size, image_size), num_classes=10,
+                            class_names=tuple(str(d) for d in range(10)))
+
+
 @datasets.register("digits")
 class Digits(Dataset):
     """The 8x8 digits, resized to the run's size and replicated to 3 channels; 10 classes."""
@@ -111,10 +119,7 @@ class Digits(Dataset):
     @classmethod
     def load(cls, options: DataOptions, image_size: int, device: torch.device) -> ImageData:
         pixels, labels = load_digit_pool()
-        pixels = resize_square(pixels, image_size)
-        images = torch.from_numpy(pixels).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
-        spec = DataSpec(shape=(3, image_size, image_size), num_classes=10,
-                        class_names=tuple(str(d) for d in range(10)))
+        images, spec = digit_images(pixels, image_size)
         info = {"name": cls.name, "images": len(images), "split": "all", "resize": "PIL bicubic",
                 "source": "sklearn.datasets.load_digits", "fingerprint": _digest(images.numpy())}
         return ImageData(images, torch.from_numpy(labels), spec, info, device, flip=options.flip)

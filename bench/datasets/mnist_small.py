@@ -21,7 +21,7 @@ import torch
 from bench.checks import SEED, ranged
 from bench.data import DataOptions, DataSpec, Dataset, ImageData
 from bench.datasets.base import FileOptions
-from bench.datasets.builtin import resize_square
+from bench.datasets.builtin import digit_images, resize_square
 from bench.datasets.synthetic import STACKS, stack_indices
 from bench.datasets.torchvision_sets import SplitOptions
 from bench.errors import BenchError
@@ -59,10 +59,8 @@ class MNIST5k(Dataset):
     @classmethod
     def load(cls, options: DataOptions, image_size: int, device: torch.device) -> ImageData:
         pixels, labels = load_mnist5k()
-        pixels = resize_square(pixels, image_size)
-        images = torch.from_numpy(pixels).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
-        spec = DataSpec(shape=(3, image_size, image_size), num_classes=10, class_names=tuple(map(str, range(10))))
-        fingerprint = _digest(pixels, labels)
+        images, spec = digit_images(pixels, image_size)
+        fingerprint = _digest(images[:, 0].numpy(), labels)
         info = {"name": cls.name, "images": len(images), "split": "all", "source": POOL_5K,
                 "resize": "PIL bicubic" if image_size != 28 else "none",
                 "fingerprint": fingerprint, "ref_fingerprint": fingerprint}
