@@ -146,6 +146,7 @@ def test_bench_eval_appends_records_for_a_finished_run(digits_runs, capsys):
     assert code == 2 and "does not apply to dataset 'digits'" in err
 
 
+@pytest.mark.slow
 def test_probe_beats_chance_beside_a_random_discriminator(digits_runs, capsys):
     run = digits_runs[10]
     code = main(["eval", str(run.path), "--metrics", "probe", "--checkpoint", "final", "--n", "400"])

@@ -192,6 +192,7 @@ def small_tmpfs(tmp_path):
     subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+@pytest.mark.slow
 def test_real_full_filesystem(bench_cli, write_grid, small_tmpfs, tmp_path):
     """torch.save, the sample PNGs and metrics.jsonl on a filesystem that fills up for real."""
     grid = write_grid({**tiny_grid(steps=40, sample_every=10, mlp_gan={"hidden_g": [64, 64], "hidden_d": [64, 64]}),

@@ -120,6 +120,7 @@ def _near_mode_fraction(variant, G, n=2000, radius=0.3) -> float:
     return (distance < radius).float().mean().item()
 
 
+@pytest.mark.slow
 def test_gan_learns_ring8(tmp_path):
     """After a few hundred steps clearly more samples lie near the 8 true modes than at init."""
     config = resolve({"variant": "mlp_gan", "dataset": "ring8", "steps": 600, "batch_size": 128,

@@ -67,6 +67,7 @@ def test_each_member_reproduces_the_single_run_of_its_seed(tmp_path, keys, mode)
     assert not torch.equal(first[0], first[1])
 
 
+@pytest.mark.slow
 def test_interrupted_pack_resumes_as_a_pack_or_alone(tmp_path):
     cfgs = configs()
     straight = folders(tmp_path / "straight", cfgs)

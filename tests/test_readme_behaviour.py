@@ -29,6 +29,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 # ------------------------------------------------------------------ --jobs, --gpus, --per-gpu
 
+@pytest.mark.slow
 def test_jobs_trains_the_runs_in_joblib_worker_processes(bench_cli, write_grid, tmp_path):
     code, _, err = bench_cli("run", str(write_grid({**tiny_grid(), "seeds": 2})), "--jobs", "2")
     assert code == 0 and "2 done" in err, err

@@ -32,6 +32,7 @@ def _count(text: str, outcome: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+@pytest.mark.slow
 def test_two_processes_train_every_run_exactly_once(tmp_path):
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump({**tiny_grid(steps=200, log_every=50, ckpt_every=100), "seeds": 6}))
@@ -49,6 +50,7 @@ def test_two_processes_train_every_run_exactly_once(tmp_path):
         assert steps == [50, 100, 150, 200]  # no window logged twice
 
 
+@pytest.mark.slow
 def test_killed_holder_lock_is_reclaimed_and_run_resumes(tmp_path):
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump(tiny_grid(steps=1500, log_every=50, ckpt_every=100)))
@@ -100,6 +102,7 @@ def _losses(results: Path) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_matches_local_backend(tmp_path):
     pytest.importorskip("dask.distributed")
     grid = tmp_path / "grid.yaml"
@@ -160,6 +163,7 @@ def test_status_shows_each_state(bench_cli, tmp_path):
     assert "failed eeeeeeeeeeee: RuntimeError: out of memory" in out
 
 
+@pytest.mark.slow
 def test_ray_local_instance_completes_grid(tmp_path):
     pytest.importorskip("ray")
     grid = tmp_path / "grid.yaml"
