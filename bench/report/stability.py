@@ -249,59 +249,63 @@ def eval_divergence(records: pd.DataFrame, columns: pd.DataFrame, protocols: dic
     return pd.DataFrame(found, columns=["run_id", "diverged_at", "diverged_by", "rule"])
 
 
+def _training_wide(records: pd.DataFrame, names: list[str]):
+    """Training records of `names` as one row per (run, step), sorted; None when a name is missing."""
+    tr = records.loc[(records["kind"] == "train") & records["name"].isin(names), ["run_id", "step", "name", "value"]]
+    if tr.empty:
+        return None
+    wide = tr.pivot_table(index=["run_id", "step"], columns="name", values="value", observed=True, dropna=False)
+    if any(n not in wide for n in names):
+        return None
+    return wide.reset_index().sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+
+
+def _to_the_end(wide: pd.DataFrame, bad: pd.Series) -> tuple[pd.Series, pd.DataFrame]:
+    """Rows where `bad` holds from there to the run's last window, and per run: how many such windows,
+    D's lowest loss and the onset step (the first of those windows)."""
+    bad = bad.astype(int)
+    stays = bad.iloc[::-1].groupby(wide["run_id"].iloc[::-1], sort=False, observed=True).cummin().iloc[::-1] == 1
+    by = wide.groupby("run_id", sort=False, observed=True)
+    per_run = pd.DataFrame({"windows": stays.groupby(wide["run_id"], observed=True).sum(), "d_min": by["loss_d"].min()})
+    first = wide[stays].groupby("run_id", sort=False, observed=True).head(1)
+    per_run["onset"] = pd.Series(first["step"].to_numpy(), index=first["run_id"].to_numpy())
+    return first, per_run
+
+
+def _flagged(hit: pd.DataFrame, by: str, rule: str) -> pd.DataFrame:
+    return pd.DataFrame({"run_id": hit.index.astype(str), "collapse_onset": hit["onset"].astype(int).to_numpy(),
+                         "collapse_by": by, "rule": rule})
+
+
 def loss_collapse(records: pd.DataFrame, t: Thresholds) -> pd.DataFrame:
     """Runs whose D loss sinks below loss_d_max for good while G's loss climbs by loss_g_rise.
 
     Only runs whose D loss is never negative are read: a Wasserstein critic's loss is unbounded
     below, and zero there means the opposite of a winning discriminator.
     """
-    cols = ["run_id", "collapse_onset", "collapse_by", "rule"]
-    tr = records.loc[(records["kind"] == "train") & records["name"].isin(["loss_d", "loss_g"]),
-                     ["run_id", "step", "name", "value"]]
-    if tr.empty:
-        return pd.DataFrame(columns=cols)
-    wide = tr.pivot_table(index=["run_id", "step"], columns="name", values="value", observed=True, dropna=False)
-    if "loss_d" not in wide or "loss_g" not in wide:
-        return pd.DataFrame(columns=cols)
-    wide = wide.reset_index().sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
-    by = wide.groupby("run_id", sort=False, observed=True)
-    low = (wide["loss_d"] < t.loss_d_max).astype(int)
-    stays = low.iloc[::-1].groupby(wide["run_id"].iloc[::-1], sort=False, observed=True).cummin().iloc[::-1] == 1
-    g_low = by["loss_g"].cummin()  # lowest G loss so far, read at the onset
-    per_run = pd.DataFrame({"windows": stays.groupby(wide["run_id"], observed=True).sum(),
-                            "d_min": by["loss_d"].min(), "g_last": by["loss_g"].last()})
-    first = wide[stays].groupby("run_id", sort=False, observed=True).head(1)
-    per_run["onset"] = pd.Series(first["step"].to_numpy(), index=first["run_id"].to_numpy())
+    wide = _training_wide(records, ["loss_d", "loss_g"])
+    if wide is None:
+        return pd.DataFrame(columns=["run_id", "collapse_onset", "collapse_by", "rule"])
+    first, per_run = _to_the_end(wide, wide["loss_d"] < t.loss_d_max)
+    g_low = wide.groupby("run_id", sort=False, observed=True)["loss_g"].cummin()  # lowest G loss so far
+    per_run["g_last"] = wide.groupby("run_id", sort=False, observed=True)["loss_g"].last()
     per_run["g_low"] = pd.Series(g_low[first.index].to_numpy(), index=first["run_id"].to_numpy())
     hit = per_run[(per_run["d_min"] >= 0) & (per_run["windows"] >= max(t.loss_windows, 1))
                   & (per_run["g_last"] - per_run["g_low"] >= t.loss_g_rise)]
-    return pd.DataFrame({"run_id": hit.index.astype(str), "collapse_onset": hit["onset"].astype(int).to_numpy(),
-                         "collapse_by": f"loss_d<{t.loss_d_max:g}, loss_g +{t.loss_g_rise:g}", "rule": "loss"})
+    return _flagged(hit, f"loss_d<{t.loss_d_max:g}, loss_g +{t.loss_g_rise:g}", "loss")
 
 
 def grad_collapse(records: pd.DataFrame, t: Thresholds) -> pd.DataFrame:
     """Runs whose D loss stays below loss_d_max while G's gradient norm stays at most grad_g_share of the
     run's own largest, for at least loss_windows windows to the end. Relative to the run, since a norm's
     size depends on the architecture; runs with a negative D loss (a Wasserstein critic) are not read."""
-    cols = ["run_id", "collapse_onset", "collapse_by", "rule"]
-    tr = records.loc[(records["kind"] == "train") & records["name"].isin(["loss_d", "grad_norm_g"]),
-                     ["run_id", "step", "name", "value"]]
-    if tr.empty:
-        return pd.DataFrame(columns=cols)
-    wide = tr.pivot_table(index=["run_id", "step"], columns="name", values="value", observed=True, dropna=False)
-    if "loss_d" not in wide or "grad_norm_g" not in wide:
-        return pd.DataFrame(columns=cols)
-    wide = wide.reset_index().sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
-    by = wide.groupby("run_id", sort=False, observed=True)
-    peak = by["grad_norm_g"].transform("max")
-    bad = ((wide["loss_d"] < t.loss_d_max) & (wide["grad_norm_g"] <= t.grad_g_share * peak)).astype(int)
-    stays = bad.iloc[::-1].groupby(wide["run_id"].iloc[::-1], sort=False, observed=True).cummin().iloc[::-1] == 1
-    per_run = pd.DataFrame({"windows": stays.groupby(wide["run_id"], observed=True).sum(), "d_min": by["loss_d"].min()})
-    first = wide[stays].groupby("run_id", sort=False, observed=True).head(1)
-    per_run["onset"] = pd.Series(first["step"].to_numpy(), index=first["run_id"].to_numpy())
+    wide = _training_wide(records, ["loss_d", "grad_norm_g"])
+    if wide is None:
+        return pd.DataFrame(columns=["run_id", "collapse_onset", "collapse_by", "rule"])
+    peak = wide.groupby("run_id", sort=False, observed=True)["grad_norm_g"].transform("max")
+    _, per_run = _to_the_end(wide, (wide["loss_d"] < t.loss_d_max) & (wide["grad_norm_g"] <= t.grad_g_share * peak))
     hit = per_run[(per_run["d_min"] >= 0) & (per_run["windows"] >= max(t.loss_windows, 1))]
-    return pd.DataFrame({"run_id": hit.index.astype(str), "collapse_onset": hit["onset"].astype(int).to_numpy(),
-                         "collapse_by": f"loss_d<{t.loss_d_max:g}, grad_norm_g<{t.grad_g_share:g}x max", "rule": "grads"})
+    return _flagged(hit, f"loss_d<{t.loss_d_max:g}, grad_norm_g<{t.grad_g_share:g}x max", "grads")
 
 
 def no_hq_collapse(records: pd.DataFrame) -> pd.DataFrame:
