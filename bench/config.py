@@ -44,9 +44,9 @@ class LoopConfig:
     ckpt_every: int = ranged(500, STEPS)  # steps per checkpoint; a multiple of log_every
     sample_every: int = ranged(0, Range(0, 10**8))  # steps per sample grid in the run folder; 0 = final grid only
     # steps per in-training (curve) evaluation, a multiple of log_every; 0 = auto (about 20, log-spaced
-    # early, PROTOCOLS 7.2); -1 = no evaluation at all (curve and final), e.g. for `bench eval` later
+    # early, docs/protocols.md §7.2); -1 = no evaluation at all (curve and final), e.g. for `bench eval` later
     eval_every: int = ranged(0, Range(-1, 10**8))
-    # generated samples per evaluation, curve and final alike; 0 = the protocol's counts (PROTOCOLS:
+    # generated samples per evaluation, curve and final alike; 0 = the protocol's counts (docs/protocols.md §2-4:
     # 2k curve / 10k final images, 2,500 points, 26k stacked digits). The count is part of every label.
     eval_n: int = ranged(0, Range(0, 10**5))
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -410,7 +410,8 @@ def parse_grid(data: Any, where: str, text: str = "") -> GridFile:
             names[axis] = list(values)
             bad = next((n for n in names[axis] if not isinstance(n, str) or not _GRID_NAME.fullmatch(n)), None)
             if bad is not None:
-                raise BenchError(f"{where}: grid axis '{axis}' names a value {short(bad)}; value names are 1 to "
+                raise BenchError(f"{where}: grid axis {short(axis, 24)} names a value {short(bad)}; value names are "
+                                 f"1 to "
                                  f"64 letters, digits, '_', '-' or '.'")
             values = list(values.values())
         elif not isinstance(values, list) or not values:
@@ -418,7 +419,8 @@ def parse_grid(data: Any, where: str, text: str = "") -> GridFile:
                              f"name: value, got {short(values)}")
         grid[axis] = [flatten_data_keys(v, where) if isinstance(v, dict) else v for v in values]
         if any(isinstance(v, dict) and "seed" in v for v in grid[axis]):
-            raise BenchError(f"{where}: grid axis '{axis}' sets 'seed'; set seeds with the top-level 'seeds'")
+            raise BenchError(f"{where}: grid axis {short(axis, 24)} sets 'seed'; set seeds with the top-level "
+                             f"'seeds'")
     return GridFile(name, seeds, base, grid, where, text, names, published.parse(data.get("published"), where, base, grid))
 
 

@@ -5,7 +5,7 @@ leaving out the keys that only say where or how fast a run executes. A configura
 same without the seed: runs that share it are the seeds the report pools. Data that lives in files
 enters the id by its content fingerprint (`data_identity`), never by its path, so the same images
 in another folder keep their runs and different images under one path get new ones
-(docs/protocols.md, "Data identity").
+(docs/protocols.md §11).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import torch
 
 from bench.runs import RunDir, save_atomic
 
-EVAL_SEED = 2020  # fixed across variants and seeds (PROTOCOLS 0.4); torch-fidelity's default too
+EVAL_SEED = 2020  # fixed across variants and seeds (docs/protocols.md §0.4); torch-fidelity's default too
 GRID_IMAGES = 64
 SCATTER_POINTS = 2500
 TIMELINE_IMAGES = 8  # the first eval latents, one strip per curve evaluation (samples/timeline/)

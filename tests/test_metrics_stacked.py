@@ -1,4 +1,4 @@
-"""Stacked digits (PROTOCOLS 4): the per-channel judge, 1,000 modes on real stacks, 1 on a constant triple;
+"""Stacked digits (docs/protocols.md §4): the per-channel judge, 1,000 modes on real stacks, 1 on a constant triple;
 and the records a registered metric writes, through the same run_protocol the Evaluator calls."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The standard GAN objective with BCE-with-logits, and the label tricks every BCE variant shares.
 
 D minimises BCE(D(x), real target) + BCE(D(G(z)), fake target); G minimises the non-saturating
-BCE(D(G(z)), 1). Never Sigmoid + BCELoss: it loses precision as D saturates (PROTOCOLS 9).
+BCE(D(G(z)), 1). Never Sigmoid + BCELoss: it loses precision as D saturates (docs/protocols.md §9).
 
 The label tricks only change D's targets, so they live here as options and every BCE variant
 (mlp_gan, dcgan, cgan) gets them without a copy:

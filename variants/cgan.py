@@ -2,7 +2,7 @@
 
 G gets the class as a learned embedding concatenated to z (`g_cond: embed-concat`). D conditions by
 projection (Miyato & Koyama 2018, the default) or by class maps concatenated to its input (Mirza &
-Osindero 2014), chosen by `d_cond`; both are recorded in the run config (PROTOCOLS 6). The number of
+Osindero 2014), chosen by `d_cond`; both are recorded in the run config (docs/protocols.md §6). The number of
 classes comes from the dataset (10 for digits, 120 for Stanford Dogs). Fakes in D's and G's losses
 are drawn for the labels of a real batch, so the class mix follows the data.
 """

@@ -1,4 +1,4 @@
-"""DCGAN (Radford et al. 2016) with the canonical recipe of PROTOCOLS 9."""
+"""DCGAN (Radford et al. 2016) with the canonical recipe of docs/protocols.md §9."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from variants.nets import HIDDEN, MLP, normal_init
 
 @dataclass(frozen=True)
 class MLPGANConfig(BCEConfig):
-    hidden_g: tuple[int, ...] = ranged((400, 400), HIDDEN)  # PROTOCOLS 9 defaults for 2-D data
+    hidden_g: tuple[int, ...] = ranged((400, 400), HIDDEN)  # docs/protocols.md §9 defaults for 2-D data
     hidden_d: tuple[int, ...] = ranged((200, 200), HIDDEN)
     # Recipes of the 2-D mode-collapse papers (ablations/reproduce/): PacGAN's G is ReLU with BN and its
     # D three maxout layers of 5 pieces, both initialised N(0, 0.02) with zero biases.

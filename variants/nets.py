@@ -1,6 +1,6 @@
 """Network builders shared by variants: DCGAN conv nets for 16/32/64 px and MLPs.
 
-DCGAN follows PROTOCOLS 9 (the PyTorch example's layout): kernel 4, stride 2, widths 64*{1,2,4,8}
+DCGAN follows docs/protocols.md §9 (the PyTorch example's layout): kernel 4, stride 2, widths 64*{1,2,4,8}
 at 64 px with one stage less per halving of the size; G has BN+ReLU and a Tanh output, D has
 LeakyReLU 0.2, no norm on its first layer, and returns logits.
 """
@@ -178,7 +178,7 @@ def normal_init(module: nn.Module, std: float) -> None:
 
 
 def dcgan_init(module: nn.Module) -> None:
-    """Conv/linear weights ~ N(0, 0.02); BN weight ~ N(1, 0.02), bias 0 (PROTOCOLS 9)."""
+    """Conv/linear weights ~ N(0, 0.02); BN weight ~ N(1, 0.02), bias 0 (docs/protocols.md §9)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, 0.02)

@@ -1,4 +1,4 @@
-"""WGAN (Arjovsky et al. 2017) and WGAN-GP (Gulrajani et al. 2017), PROTOCOLS 9.
+"""WGAN (Arjovsky et al. 2017) and WGAN-GP (Gulrajani et al. 2017), docs/protocols.md §9.
 
 The critic returns an unbounded score (no sigmoid, no BCE); D minimises E[D(G(z))] - E[D(x)] and
 G minimises -E[D(G(z))]. WGAN keeps the critic Lipschitz by clamping every critic parameter after

@@ -1,6 +1,6 @@
 """Offline datasets whose truth is known: 2-D Gaussian mixtures and scikit-learn's 8x8 digits.
 
-Definitions follow PROTOCOLS.md section 3 (rings and grids) and 4 / 10.5 (digits).
+Definitions follow docs/protocols.md §3 (rings and grids) and §4 / §10.5 (digits).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from bench.registry import datasets
 
 
 def ring_centres(k: int, radius: float) -> torch.Tensor:
-    # 2*pi*j/k with j < k: linspace(0, 2*pi, k) would repeat the first centre (PROTOCOLS 3, trap a).
+    # 2*pi*j/k with j < k: linspace(0, 2*pi, k) would repeat the first centre (docs/protocols.md §3, trap a).
     angles = torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
     return torch.stack([radius * torch.cos(angles), radius * torch.sin(angles)], dim=1).float()
 
@@ -31,7 +31,7 @@ def grid_centres(values: list[float]) -> torch.Tensor:
 # Mixture sizes are finite and > 0: a zero std makes every sigma-normalised distance infinite.
 @dataclass(frozen=True)
 class RingOptions(DataOptions):
-    radius: float = ranged(1.0, POSITIVE)  # of the circle the 8 centres sit on (PROTOCOLS 3)
+    radius: float = ranged(1.0, POSITIVE)  # of the circle the 8 centres sit on (docs/protocols.md §3)
     std: float = ranged(0.01, POSITIVE)  # of each component; the "within 3 std" rule uses it
 
 
@@ -96,7 +96,7 @@ def load_digit_pool() -> tuple[np.ndarray, np.ndarray]:
 
 
 def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
-    """N x H x W uint8 -> N x size x size with PIL bicubic (PROTOCOLS 10.6)."""
+    """N x H x W uint8 -> N x size x size with PIL bicubic (docs/protocols.md §10.6)."""
     if pixels.shape[1:] == (size, size):
         return pixels
     return np.stack([np.asarray(Image.fromarray(p).resize((size, size), Image.BICUBIC)) for p in pixels])

@@ -1,13 +1,13 @@
 """The decoded-once cache: one .pt file per (dataset, split, size, source fingerprint).
 
 A file dataset describes itself as a `Source` (which files shape the result, which choices, and
-how to decode on a miss). The fingerprint is PROTOCOLS 10.6's `srcfp`: sha256 over the sorted
+how to decode on a miss). The fingerprint is docs/protocols.md §10.6's `srcfp`: sha256 over the sorted
 (relative path, content sha256) of every such file, plus the split and all preprocessing and
 selection parameters. A source that changed gets a new name, so a stale cache is never read; the
 old file is left for the user to delete. `ref_fingerprint` is the sha256 of the cache file itself,
 computed once when it is written and kept in a sidecar, so loading never re-reads the tensor.
 
-Unreadable images: PROTOCOLS 10 says never skip silently, the datasets issue says skip and count.
+Unreadable images: docs/protocols.md §10 says never skip silently, the datasets issue says skip and count.
 Both hold here: a few are skipped, counted in the cache and the run's status, printed and listed
 in a file beside the cache; past CORRUPT_LIMIT the load fails, naming that file.
 """

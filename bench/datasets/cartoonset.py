@@ -1,4 +1,4 @@
-"""Google's Cartoon Set (cartoonset10k / cartoonset100k; CC BY 4.0, Google LLC), PROTOCOLS 10.1.
+"""Google's Cartoon Set (cartoonset10k / cartoonset100k; CC BY 4.0, Google LLC), docs/protocols.md §10.1.
 
 Each `csX.png` (500x500 RGBA, transparent background) has a sibling `csX.csv` with one line per
 attribute: `"name", variant_index, num_variants`. The PNGs are composited onto a fixed background

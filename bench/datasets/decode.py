@@ -1,6 +1,6 @@
 """Decoding image files once into a uint8 N x 3 x S x S array, in parallel, counting bad files.
 
-The steps follow PROTOCOLS 10.6 and never change between datasets: open with PIL, composite
+The steps follow docs/protocols.md §10.6 and never change between datasets: open with PIL, composite
 alpha onto a fixed background when asked (a plain RGB convert turns transparent pixels black),
 crop to a box or a fixed centre square when asked, resize the shorter side to S with BICUBIC,
 centre-crop S x S. Files are decoded in chunks by a pool of workers (see `_pool`).

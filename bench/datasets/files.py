@@ -1,7 +1,7 @@
 """Where a dataset's files live, which of them count as images, and what their bytes hash to.
 
 Listings are sorted relative POSIX paths, so the dataset order (and every index into the cache)
-is the same on every machine (PROTOCOLS 10). Digests are of file contents, not of sizes and
+is the same on every machine (docs/protocols.md §10). Digests are of file contents, not of sizes and
 mtimes: a copied or re-extracted tree keeps its fingerprint, and an edited file changes it.
 Hashing 20,000 JPEGs on every run would cost seconds, so digests are memoised per file under the
 cache root, keyed by (size, mtime_ns); a file whose stat is unchanged is not read again. The

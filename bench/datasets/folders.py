@@ -76,7 +76,7 @@ class ImageFolder(FileDataset):
 
 @datasets.register("anime")
 class Anime(FileDataset):
-    """A flat folder of anime-face images at any resolution (PROTOCOLS 10.2); unlabelled.
+    """A flat folder of anime-face images at any resolution (docs/protocols.md §10.2); unlabelled.
 
     Metadata files beside the images (tags_clean.csv and the like) are ignored: no parser is
     configured, and the bench trains these unconditionally.

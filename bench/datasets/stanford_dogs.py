@@ -1,4 +1,4 @@
-"""Stanford Dogs (Khosla et al. 2011): 120 breeds, the official split, optional box crops (PROTOCOLS 10.3).
+"""Stanford Dogs (Khosla et al. 2011): 120 breeds, the official split, optional box crops (docs/protocols.md §10.3).
 
 Labels are the index of the `<wnid>-<Breed>` folder in sorted order, the same order the official
 1-based `labels` in the .mat lists follow, and that agreement is checked at load: a repackaged

@@ -36,9 +36,9 @@ STACKS = Range(1, 10**6)  # stacks drawn: 10^6 is 12 GB of uint8 at 64 px
 
 @dataclass(frozen=True)
 class StackedOptions(DataOptions):
-    count: int = ranged(128_000, STACKS)  # M stacks drawn (PROTOCOLS 4)
+    count: int = ranged(128_000, STACKS)  # M stacks drawn (docs/protocols.md §4)
     seed: int = ranged(0, SEED)  # dataset seed: which stacks are drawn; independent of the training seed
-    resize: Literal["nearest", "bicubic"] = "nearest"  # 8x8 digits to image_size (PROTOCOLS 4: nearest)
+    resize: Literal["nearest", "bicubic"] = "nearest"  # 8x8 digits to image_size (docs/protocols.md §4: nearest)
 
 
 def stack_indices(pool_size: int, count: int, seed: int) -> np.ndarray:

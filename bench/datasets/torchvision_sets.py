@@ -1,4 +1,4 @@
-"""MNIST and CIFAR-10 through torchvision's readers, decoded into the same uint8 cache (PROTOCOLS 10.5).
+"""MNIST and CIFAR-10 through torchvision's readers, decoded into the same uint8 cache (docs/protocols.md §10.5).
 
 Runs never download: `download=False` here, and `bench data fetch mnist|cifar10` is the one place
 torchvision's downloader is called. MNIST is replicated from 1 to 3 channels so every image

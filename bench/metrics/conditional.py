@@ -1,4 +1,4 @@
-"""Scores for class-conditional generators (PROTOCOLS 6), in the domain extractor's space.
+"""Scores for class-conditional generators (docs/protocols.md §6), in the domain extractor's space.
 
 Generated labels are balanced blocks (`samples.eval_latents`: label i % K), so every class gets
 the same number of samples. Per-class FID is never computed: with ~100-200 real images a class,
@@ -14,8 +14,8 @@ import torch
 
 from bench.metrics import diversity, fidelity
 
-PER_CLASS = 500  # generated per class for per-class KID (PROTOCOLS 2)
-ACC_PER_CLASS = 50  # generated per class for the judge's accuracy (PROTOCOLS 6)
+PER_CLASS = 500  # generated per class for per-class KID (docs/protocols.md §2)
+ACC_PER_CLASS = 50  # generated per class for the judge's accuracy (docs/protocols.md §6)
 PAIRS_PER_CLASS = 100  # MS-SSIM pairs per class (AC-GAN's per-class protocol)
 CLASS_KID_SUBSET = 50
 

@@ -24,11 +24,11 @@ from bench.samples import EVAL_SEED, eval_latents, generate
 
 # Each registered dataset class names the feature space its metrics use (`feature_family`), and that
 # picks the metric family. points: distances to the known centres. domain: built-in images whose own
-# labels give a meaningful space (PROTOCOLS 1.5); a small extractor is fitted on them. domain_stacked:
-# the same, per channel, plus the digit judge (R, G, B are three digits, 1,000 modes; PROTOCOLS 4).
+# labels give a meaningful space (docs/protocols.md §1.5); a small extractor is fitted on them. domain_stacked:
+# the same, per channel, plus the digit judge (R, G, B are three digits, 1,000 modes; docs/protocols.md §4).
 # natural: Inception and VGG16. A domain dataset loaded without labels falls back to natural.
 FEATURE_FAMILIES = {"points": "points", "domain": "domain", "domain_stacked": "domain", "natural": "natural"}
-MAX_REFERENCE = 50_000  # larger train splits use a fixed subset chosen with eval_seed (PROTOCOLS 2)
+MAX_REFERENCE = 50_000  # larger train splits use a fixed subset chosen with eval_seed (docs/protocols.md §2)
 
 
 def metrics_cache() -> Path:
@@ -175,7 +175,7 @@ def load_or_fit_bins(path: Path, images: torch.Tensor, seed: int):
             return diversity.NDBBins(**torch.load(path, map_location="cpu", weights_only=True))
         except Exception:  # noqa: BLE001 - a damaged cache file is refitted
             pass
-    # K = 100 (PROTOCOLS 5.3) unless the set is too small for it: then one bin per ten images, recorded.
+    # K = 100 (docs/protocols.md §5.3) unless the set is too small for it: then one bin per ten images, recorded.
     bins = diversity.NDBBins.fit(images, k=min(100, max(2, len(images) // 10)), seed=seed)
     save_atomic(path, lambda tmp: torch.save(vars(bins), tmp))
     return bins

@@ -1,4 +1,4 @@
-"""Sample diversity: MS-SSIM over random pairs, density/coverage, and NDB with its JSD (PROTOCOLS 5).
+"""Sample diversity: MS-SSIM over random pairs, density/coverage, and NDB with its JSD (docs/protocols.md §5).
 
 Written here rather than imported: no maintained package in the environment implements MS-SSIM at
 the small-image settings of 5.1 (window 7, 2-4 scales with renormalised weights), `prdc` is not a
@@ -115,7 +115,7 @@ def _kth_neighbour_radius(real: torch.Tensor, k: int, batch: int = 4096) -> torc
 
 
 def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5, batch: int = 4096) -> dict[str, float]:
-    """Density and coverage of Naeem et al. 2020 with strict ball tests, as PROTOCOLS 5.2 writes them."""
+    """Density and coverage of Naeem et al. 2020 with strict ball tests, as docs/protocols.md §5.2 writes them."""
     real, fake = real.float(), fake.float()
     radius = _kth_neighbour_radius(real, k, batch)
     inside_count = torch.zeros(len(fake), dtype=torch.float64)
@@ -133,7 +133,7 @@ def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5, batch: 
 
 @dataclass
 class NDBBins:
-    """K-means bins fitted on training images (pixel space, flattened, whitened), PROTOCOLS 5.3."""
+    """K-means bins fitted on training images (pixel space, flattened, whitened), docs/protocols.md §5.3."""
 
     centres: torch.Tensor  # K x d' in whitened (and possibly subsampled) coordinates
     mean: torch.Tensor

@@ -5,9 +5,9 @@ machine lacks. A small classifier fitted on the dataset's labelled images gives 
 hidden layer) where FD, KID and precision/recall are meaningful without any download. It is fitted
 with scikit-learn, so the only optimizer loop in bench/ stays in loop.py; its weights are then copied
 into a torch module registered with torch-fidelity (`bench-domain`), so the library's own pipeline
-and ours read the same features. Scores in this space are "FD", never "FID" (PROTOCOLS 1.5).
+and ours read the same features. Scores in this space are "FD", never "FID" (docs/protocols.md §1.5).
 
-Stacked digits are judged per channel (PROTOCOLS 4): the digit model is fitted on the distinct
+Stacked digits are judged per channel (docs/protocols.md §4): the digit model is fitted on the distinct
 single-channel digits found in the stacks themselves, so it sees exactly the resize the dataset used.
 """
 
@@ -32,7 +32,7 @@ MAX_FIT = 12_000  # labelled images used for fitting at most (MNIST has 60,000)
 POOL = 16  # inputs are area-averaged to at most POOL x POOL: a domain feature, not a texture one
 DIGIT_POOL = 8  # stacked channels go back to the digits' native 8 x 8
 SCALE_FLOOR = 0.1  # in [0, 1] pixel units; see fit_extractor
-JUDGE_MIN_ACCURACY = 0.98  # PROTOCOLS 4: the stacked-digits judge must reach this held-out accuracy
+JUDGE_MIN_ACCURACY = 0.98  # docs/protocols.md §4: the stacked-digits judge must reach this held-out accuracy
 
 
 def _prepare(images: torch.Tensor, pool: int, per_channel: bool) -> torch.Tensor:
@@ -193,7 +193,7 @@ def load_or_fit(path: Path, images: torch.Tensor, labels: torch.Tensor, source: 
 
 @dataclass
 class DigitJudge:
-    """An RBF SVC on single 8x8 channels (PROTOCOLS 4). Refitted per process: it takes a tenth of a
+    """An RBF SVC on single 8x8 channels (docs/protocols.md §4). Refitted per process: it takes a tenth of a
     second, and keeping it out of the cache avoids pickles, which this project never loads."""
 
     model: object

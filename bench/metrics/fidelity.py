@@ -1,4 +1,4 @@
-"""torch-fidelity, called the way PROTOCOLS 1 says: typed arguments in, no free-form kwargs through.
+"""torch-fidelity, called the way docs/protocols.md §1 says: typed arguments in, no free-form kwargs through.
 
 Two entry points. `feature_scores` takes features the bench extracted itself (the domain extractor)
 and hands them to torch-fidelity's own features-to-statistics and statistics-to-distance functions,
@@ -6,8 +6,8 @@ so FD, KID and precision/recall are the library's code even off Inception. `ince
 `vgg_prc` run the library's full pipeline: the generator is fed directly through a wrapper that
 returns uint8 and looks unconditional (the library's conditional path breaks on current NumPy),
 the reference is the bench's uint8 tensor, and its cache name is fingerprinted because the
-library's is not (PROTOCOLS 1.3). Inception and VGG16 are two calls because the weights path is
-one keyword (PROTOCOLS 1.2).
+library's is not (docs/protocols.md §1.3). Inception and VGG16 are two calls because the weights path is
+one keyword (docs/protocols.md §1.2).
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ class MissingWeights(BenchError):
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] -> uint8 with 3 channels, the input every extractor asserts (PROTOCOLS 1.1)."""
+    """Images in [-1, 1] -> uint8 with 3 channels, the input every extractor asserts (docs/protocols.md §1.1)."""
     x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
 def kid_subset_size(n1: int, n2: int, cap: int = 1000) -> int:
-    """min(cap, smaller side) rounded down to a multiple of 10 (PROTOCOLS 1.5)."""
+    """min(cap, smaller side) rounded down to a multiple of 10 (docs/protocols.md §1.5)."""
     n = min(cap, n1, n2)
     return n // 10 * 10 if n >= 10 else n
 
@@ -171,7 +171,7 @@ def generator_input(variant, G, latents: torch.Tensor, labels: Optional[torch.Te
 
     The library's own noise only sets the batch size: our latents come from the bench's evaluation
     generator, so these are the same samples every other metric scores, and labels (for conditional
-    G) are ours too, so the library always sees num_classes = 0 (PROTOCOLS 1.4).
+    G) are ours too, so the library always sees num_classes = 0 (docs/protocols.md §1.4).
     """
     from torch_fidelity.generative_model_base import GenerativeModelBase
 

@@ -1,4 +1,4 @@
-"""Mode scores with a known truth: 2-D Gaussian mixtures (PROTOCOLS 3) and stacked digits (PROTOCOLS 4).
+"""Mode scores with a known truth: 2-D Gaussian mixtures (docs/protocols.md §3) and stacked digits (docs/protocols.md §4).
 
 Pure functions of samples (and, for stacked digits, a judge's per-channel digit predictions), so
 they are tested on true and collapsed samples without a generator.

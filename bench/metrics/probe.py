@@ -1,4 +1,4 @@
-"""The representation probe of the DCGAN paper (PROTOCOLS 8): a linear classifier on a frozen D.
+"""The representation probe of the DCGAN paper (docs/protocols.md §8): a linear classifier on a frozen D.
 
 Every conv block's output (after its activation) is max-pooled to 4x4, flattened and concatenated;
 features are standardised with train statistics and a linear L2-SVM (squared hinge) is fitted,

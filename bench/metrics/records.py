@@ -1,6 +1,6 @@
 """One evaluated number and the record it becomes in a run's metrics.jsonl.
 
-Every value carries its protocol (PROTOCOLS 0.1): what extracted the features, how many samples on
+Every value carries its protocol (docs/protocols.md §0.1): what extracted the features, how many samples on
 each side, which reference set, which checkpoint, which seeds and library. The report groups on
 those fields, so two measurements taken differently can never share a column. The `label` is the
 short human name of the same protocol ("FD@2k/all/digits-mlp"), for table headers.
@@ -48,7 +48,7 @@ def count_label(n: int) -> str:
 
 @functools.lru_cache(maxsize=1)
 def own_library() -> str:
-    """'gan-bench==<version>+<git hash>': our own metric code is a library too (PROTOCOLS 0.1)."""
+    """'gan-bench==<version>+<git hash>': our own metric code is a library too (docs/protocols.md §0.1)."""
     from bench import __version__
 
     root = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
 """Which configuration every other one is compared with: one baseline per stratum (dataset and
-protocol), never across strata (PROTOCOLS 7.3).
+protocol), never across strata (docs/protocols.md §7.3).
 
 The default is the grid's first configuration in each stratum. `--baseline KEY=VALUE` (repeat for a
 bundle; `AXIS=NAME` for a named bundle value) picks, in each stratum, the one configuration that

@@ -1,4 +1,4 @@
-"""Per-run curve summaries (PROTOCOLS 7.2): final, best, best_step, the time-averaged value (auc)
+"""Per-run curve summaries (docs/protocols.md §7.2): final, best, best_step, the time-averaged value (auc)
 and final minus best, signed so that positive is worse. Only the best checkpoint would hide a run
 that collapsed late, so every run gets all five."""
 

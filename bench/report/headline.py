@@ -6,7 +6,7 @@ images FID (natural images) or FD (built-in feature space), KID, precision, reca
 modes, high-quality fraction, KL; stacked digits modes, KL; conditional runs add class accuracy.
 Their tests are the stratum's Holm family; every other test is exploratory (summary.py).
 
-KL of modes is undefined when no generated sample is high quality (PROTOCOLS 3). Dropping those
+KL of modes is undefined when no generated sample is high quality (docs/protocols.md §3). Dropping those
 values would shrink n in silence and flatter the worst runs, so fill_no_hq counts them as log K,
 the largest KL to uniform over K modes (all mass in one mode), and flags them; the headline says
 how many there were.

@@ -108,7 +108,7 @@ def load_grid(path: Path) -> GridData:
                     damaged)
 
 
-KIND_ORDER = {"final": 0, "best": 1, "curve": 2}  # the final checkpoint leads (PROTOCOLS 0.3)
+KIND_ORDER = {"final": 0, "best": 1, "curve": 2}  # the final checkpoint leads (docs/protocols.md §0.3)
 # Used only where a record does not say which way is better.
 HIGHER_IS_BETTER = {"modes_covered": True, "hq_fraction": True, "precision": True, "recall": True,
                     "f_score": True, "density": True, "coverage": True, "accuracy": True,

@@ -9,7 +9,7 @@ order. A configuration that matches no axis value (an old grid file, a --set ove
 `key=value` label of its varying keys.
 
 A stratum is one dataset and evaluation protocol (dataset, image size, eval_n, data.* options):
-statistics, baselines and tests never cross strata (PROTOCOLS 7.3).
+statistics, baselines and tests never cross strata (docs/protocols.md §7.3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-run stability (PROTOCOLS 7.2): collapse onset and divergence (curve summaries: curves.py).
+"""Per-run stability (docs/protocols.md §7.2): collapse onset and divergence (curve summaries: curves.py).
 
 Every rule is relative to the run and its protocol, never an absolute number that fits one
 feature space (FD sits near 1,000 on the built-in digits features and near 300 under Inception):
@@ -72,7 +72,7 @@ class Thresholds:
         for k, v in self.reach.items():
             out.append((f"reach.{k}", v, f"best value never reached {v} of the real-data ceiling (onset: first evaluation)"))
         out.append(("collapse.no_hq", "KL undefined", "no high-quality sample from some evaluation to the end "
-                    "(PROTOCOLS 3: KL of modes is NaN, the run is collapsed)"))
+                    "(docs/protocols.md §3: KL of modes is NaN, the run is collapsed)"))
         out.append(("loss", f"loss_d<{self.loss_d_max:g}, loss_g +{self.loss_g_rise:g}, {self.loss_windows} windows",
                     "D loss near zero to the end while G loss climbs"))
         out.append(("grads", f"loss_d<{self.loss_d_max:g}, grad_norm_g<{self.grad_g_share:g}x its max, "

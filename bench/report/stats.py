@@ -1,4 +1,4 @@
-"""The numbers behind every cell across seeds (PROTOCOLS 7.3), kept apart from tables so tests can
+"""The numbers behind every cell across seeds (docs/protocols.md §7.3), kept apart from tables so tests can
 pin them against scipy.
 
 Bootstrap: percentile method, 10,000 resamples, a fixed generator seed (BCa is unstable at n=5).
@@ -72,7 +72,7 @@ def describe(x: Sequence[float], ci: bool = True) -> dict[str, float]:
 def rank_biserial(u: float, n1: int, n2: int) -> float:
     """r = 2U/(n1 n2) - 1 with U counted for the first sample: +1 when every x exceeds every y.
 
-    This is PROTOCOLS 7.3's 1 - 2U'/(n1 n2) with U' = n1 n2 - U, the U of the second sample.
+    This is docs/protocols.md §7.3's 1 - 2U'/(n1 n2) with U' = n1 n2 - U, the U of the second sample.
     """
     return 2.0 * u / (n1 * n2) - 1.0
 

@@ -1,7 +1,7 @@
 """The comparison table: per configuration and metric column, statistics over seeds and a test
 against its stratum's baseline configuration.
 
-The multiple-testing family is the grid's question, not the whole table (PROTOCOLS 7.3): Holm runs
+The multiple-testing family is the grid's question, not the whole table (docs/protocols.md §7.3): Holm runs
 over the tests of the stratum's headline metrics (headline.py); every other test keeps its raw p
 and is labelled exploratory. Real-data ceilings (MS-SSIM-real, NDB-real, modes-real) are reference
 lines, never tested; a metric at one constant value for every run of a stratum (all zeros, all

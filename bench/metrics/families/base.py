@@ -14,11 +14,11 @@ from bench.metrics.context import EvalContext, Generated
 from bench.metrics.records import Value
 
 CURVE, FINAL = "curve", "final"
-N_CURVE = 2_000  # FID@2k-style curves (PROTOCOLS 2)
+N_CURVE = 2_000  # FID@2k-style curves (docs/protocols.md §2)
 N_FINAL = 10_000
-N_POINTS = 2_500  # PROTOCOLS 3, curve and final alike
-N_STACKED = 26_000  # PROTOCOLS 4
-PAIRS = {CURVE: 1_000, FINAL: 10_000}  # MS-SSIM pairs (PROTOCOLS 5.1, 7.2)
+N_POINTS = 2_500  # docs/protocols.md §3, curve and final alike
+N_STACKED = 26_000  # docs/protocols.md §4
+PAIRS = {CURVE: 1_000, FINAL: 10_000}  # MS-SSIM pairs (docs/protocols.md §5.1, 7.2)
 
 
 class Metric:

@@ -1,6 +1,6 @@
 """Built-in labelled images (digits, shapes, MNIST, stacked digits): distances in the feature space
-of a small extractor fitted on the dataset's own labels (PROTOCOLS 1.5), and the stacked-digits
-mode count read by a per-channel judge (PROTOCOLS 4)."""
+of a small extractor fitted on the dataset's own labels (docs/protocols.md §1.5), and the stacked-digits
+mode count read by a per-channel judge (docs/protocols.md §4)."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ class PRC(_DomainFeatures):
 
 @registry.metrics.register("density_coverage")
 class DensityCoverage(_DomainFeatures):
-    """Density and coverage, k = 5, equal set sizes (PROTOCOLS 5.2)."""
+    """Density and coverage, k = 5, equal set sizes (docs/protocols.md §5.2)."""
 
     def outputs(self, ctx, stage, n):
         m, t = count_label(min(n, len(ctx.reference[0]))), domain_tag(ctx)
@@ -88,7 +88,7 @@ class DensityCoverage(_DomainFeatures):
 
 @registry.metrics.register("stacked_modes")
 class StackedModes(Metric):
-    """Modes covered of 1,000 and KL to uniform, each channel judged on its own (PROTOCOLS 4)."""
+    """Modes covered of 1,000 and KL to uniform, each channel judged on its own (docs/protocols.md §4)."""
 
     families = ("domain",)
     stages = (CURVE, FINAL)

@@ -1,4 +1,4 @@
-"""Class-conditional runs on built-in labelled images: the per-class scores of PROTOCOLS 6, in the
+"""Class-conditional runs on built-in labelled images: the per-class scores of docs/protocols.md §6, in the
 domain extractor's space (the math is bench/metrics/conditional.py)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The linear probe on a run's frozen D (PROTOCOLS 8), for labelled images of any family. The
+"""The linear probe on a run's frozen D (docs/protocols.md §8), for labelled images of any family. The
 discriminator comes with the draw (`Generated.D`), so the probe computes like every other metric."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from bench.metrics.records import count_label
 
 @registry.metrics.register("probe")
 class Probe(Metric):
-    """Linear probe on the frozen D beside a random D and raw pixels (PROTOCOLS 8). Opt-in: a 5-fold
+    """Linear probe on the frozen D beside a random D and raw pixels (docs/protocols.md §8). Opt-in: a 5-fold
     search over C for three feature sets takes tens of seconds, too long for every run's final."""
 
     families = ("domain", "natural")

@@ -1,4 +1,4 @@
-"""2-D Gaussian mixtures: mode scores against the known centres, no feature extractor (PROTOCOLS 3)."""
+"""2-D Gaussian mixtures: mode scores against the known centres, no feature extractor (docs/protocols.md §3)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from bench.metrics.records import count_label
 
 @registry.metrics.register("mode_scores")
 class ModeScores(Metric):
-    """Modes covered, high-quality fraction, KL and JSD to uniform over modes (PROTOCOLS 3)."""
+    """Modes covered, high-quality fraction, KL and JSD to uniform over modes (docs/protocols.md §3)."""
 
     families = ("points",)
     stages = (CURVE, FINAL)
