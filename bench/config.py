@@ -411,8 +411,7 @@ def parse_grid(data: Any, where: str, text: str = "") -> GridFile:
             bad = next((n for n in names[axis] if not isinstance(n, str) or not _GRID_NAME.fullmatch(n)), None)
             if bad is not None:
                 raise BenchError(f"{where}: grid axis {short(axis, 24)} names a value {short(bad)}; value names are "
-                                 f"1 to "
-                                 f"64 letters, digits, '_', '-' or '.'")
+                                 f"1 to 64 letters, digits, '_', '-' or '.'")
             values = list(values.values())
         elif not isinstance(values, list) or not values:
             raise BenchError(f"{where}: grid axis {short(axis)} must be a non-empty list or a mapping of "
