@@ -1,5 +1,5 @@
-"""Published numbers beside ours: a grid's `published:` section, checked, and the table that sets each
-reported value next to what the harness measured for the same configuration.
+"""Published numbers: a grid's `published:` section, parsed and checked. The table that sets each
+reported value beside what the harness measured is bench/report/published.py.
 
 A reproduction preset (ablations/reproduce/) carries one paper's recipe and, under `published:`, the
 numbers that paper printed for it. The section is one block, or a list of blocks when a grid sets
@@ -19,13 +19,11 @@ was measured for; `unit: "%"` says the paper printed a harness fraction as a per
 is the printed spread (a number for std / sem, [low, high] for range) or null when none was printed.
 
 Every check raises BenchError with one line, so `bench run --dry-run` refuses a bad section. No torch
-here, and pandas only inside the table functions: config.py imports this module for every grid.
+and no pandas here: config.py imports this module for every grid.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import math
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -41,7 +39,6 @@ DIRECTION = {"modes_covered": True, "hq_fraction": True, "kl_modes": False, "jsd
              "fid": False, "kid": False, "fd": False, "isc": True, "precision": True, "recall": True,
              "f_score": True, "density": True, "coverage": True, "accuracy": True, "msssim_gap": False,
              "ndb_over_k": False, "ndb_jsd": False}
-FINISHED = ("done", "diverged")  # bench.runs.FINISHED: runs whose final value counts (diverged ones too)
 BLOCK_KEYS = {"source", "spread", "values"}
 SOURCE_KEYS = {"paper", "authors", "year", "venue", "table", "figure", "url", "note", "checked"}
 VALUE_KEYS = {"row", "metric", "config", "mean", "spread", "kind", "runs", "unit", "label", "note"}
@@ -98,11 +95,11 @@ class Reported:
     def text(self) -> str:
         unit = self.unit
         if self.spread is None:
-            body = f"{_num(self.mean)}{unit}"
+            body = f"{number_text(self.mean)}{unit}"
         elif self.kind == "range":
-            body = f"{_num(self.mean)}{unit} [{_num(self.spread[0])}, {_num(self.spread[1])}]"
+            body = f"{number_text(self.mean)}{unit} [{number_text(self.spread[0])}, {number_text(self.spread[1])}]"
         else:
-            body = f"{_num(self.mean)} ± {_num(self.spread)}{unit}"
+            body = f"{number_text(self.mean)} ± {number_text(self.spread)}{unit}"
         how = [self.kind] if self.spread is not None else []
         if self.runs:
             how.append(f"{self.runs} runs")
@@ -228,7 +225,7 @@ def check_config(value: Reported, base: dict, grid: dict, where: str) -> None:
         if key not in taken:
             raise BenchError(f"{where}: published row {value.row!r} ({value.metric}) selects {key!r}, which the grid "
                              f"does not set; use keys of base or grid: {', '.join(sorted(taken))}")
-        if not any(_same(want, got) for got in taken[key]):
+        if not any(same_value(want, got) for got in taken[key]):
             raise BenchError(f"{where}: published row {value.row!r} ({value.metric}) selects {key}={_short(want)}, "
                              f"a value the grid never runs; it runs {', '.join(_short(v) for v in taken[key])}")
 
@@ -259,10 +256,10 @@ def _short(x: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
     """Config values equal as the run's config.yaml would hold them (1 == 1.0, lists as tuples)."""
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
@@ -270,184 +267,7 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _num(x: float) -> str:
+def number_text(x: float) -> str:
     if x is None or not math.isfinite(x):
         return "n/a"
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
-
-
-# ---------------------------------------------------------------- published vs measured
-
-TABLE_COLUMNS = ["source", "row", "metric", "config", "label", "higher_is_better", "published", "published_mean",
-                 "published_low", "published_high", "n", "diverged", "ours", "ours_mean", "ours_low",
-                 "ours_high", "verdict"]
-
-
-def compare(tidy, reported: tuple[Reported, ...] | list[Reported]):
-    """Published vs measured: one row per reported value (and per column label it matches).
-
-    Contract:
-    - `tidy` is bench.report.load.tidy(data): one row per record with `name`, `value`, `kind`, `step`,
-      `label`, `run_id`, `seed`, `state` and a `cfg.<key>` column per config key (lists as JSON text).
-    - A run counts when its state is done or diverged, and its value is its `final` record of the metric
-      (the last step when there are several). Runs are matched on every (key, value) of the row's
-      config; a key `VARIANT.key` matches runs of that variant only, `data.key` the dataset option.
-    - ours: n seeds, their mean and the 95% percentile-bootstrap CI of the mean (bench.report.stats,
-      NaN below 2 seeds); NaN values (a KL with no high-quality sample) are left out of n.
-    - Both sides are shown in the paper's unit (a harness fraction times 100 for `unit: "%"`).
-    - verdict: "consistent" when the published interval (mean ± printed spread, or the printed range;
-      the mean alone when none is printed) and our CI overlap; otherwise "better" or "worse" by the
-      metric's direction; "undetermined" when neither side has an interval (no printed spread and
-      fewer than 2 seeds); "not measured" when matching runs hold only NaN (a metric that was skipped,
-      e.g. a judge below its accuracy floor); "no runs" when no finished run matches.
-    Returns a DataFrame with TABLE_COLUMNS, in the order of `reported`.
-    """
-    import numpy as np
-    import pandas as pd
-
-    from bench.report import stats
-
-    rows = []
-    for rep in reported:
-        for label, values, diverged in _measured(tidy, rep):
-            x = np.asarray(values, dtype=float) / rep.scale
-            d = stats.describe(x)
-            n, mean = int(d["n"]), d["mean"]
-            lo, hi = (d["ci_low"], d["ci_high"]) if n > 1 else (mean, mean)
-            p_lo, p_hi = rep.interval
-            found = len(values) > 0
-            rows.append({"source": rep.source.cite(), "row": rep.row, "metric": rep.metric,
-                         "config": _config_text(rep.config), "label": label,
-                         "higher_is_better": DIRECTION[rep.metric], "published": rep.text(),
-                         "published_mean": rep.mean, "published_low": p_lo, "published_high": p_hi,
-                         "n": n, "diverged": diverged,
-                         "ours": _ours_text(mean, lo, hi, n, rep.unit) if n or not found else
-                         f"not measured ({len(values)} runs, no finite value)",
-                         "ours_mean": mean, "ours_low": lo, "ours_high": hi,
-                         "verdict": verdict(rep, n, mean, lo, hi) if n or not found else "not measured"})
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
-
-
-def verdict(rep: Reported, n: int, mean: float, lo: float, hi: float) -> str:
-    """consistent | better | worse | undetermined | no runs (see compare)."""
-    if n == 0 or not math.isfinite(mean):
-        return "no runs"
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        lo = hi = mean
-    p_lo, p_hi = rep.interval
-    if p_lo == p_hi and lo == hi:
-        return "undetermined"
-    if lo <= p_hi and p_lo <= hi:
-        return "consistent"
-    above = lo > p_hi
-    return "better" if above == DIRECTION[rep.metric] else "worse"
-
-
-def _measured(tidy, rep: Reported) -> list[tuple[str, list[float], int]]:
-    """(label, final value per matching finished run, diverged runs among them) for each column label."""
-    df = tidy[(tidy["name"] == rep.metric) & (tidy["kind"] == "final")]
-    if "state" in df:
-        df = df[df["state"].isin(FINISHED)]
-    for key, want in rep.config:
-        scope, dot, name = key.partition(".")
-        if dot and scope != "data":  # VARIANT.key: that variant's runs, and their key
-            df = df[df.get("cfg.variant", "") == scope] if "cfg.variant" in df else df.iloc[0:0]
-            key = name
-        column = f"cfg.{key}"
-        if column not in df:
-            return [("", [], 0)]
-        df = df[[_same(want, _cfg_value(v)) for v in df[column]]]
-    if rep.label:
-        df = df[df["label"] == rep.label]
-    if df.empty:
-        return [(rep.label, [], 0)]
-    out = []
-    for label, part in df.sort_values("step", kind="stable").groupby("label", sort=True):
-        last = part.groupby("run_id", observed=True).tail(1)
-        diverged = int((last["state"] == "diverged").sum()) if "state" in last else 0
-        out.append((str(label), last["value"].tolist(), diverged))
-    return out
-
-
-def _cfg_value(v: Any) -> Any:
-    """A tidy cfg.* cell back to the value: lists and mappings are kept there as canonical JSON."""
-    if isinstance(v, str) and v[:1] in "[{":
-        try:
-            return json.loads(v)
-        except ValueError:
-            return v
-    return v
-
-
-def _config_text(config: tuple[tuple[str, Any], ...]) -> str:
-    return ", ".join(f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in config)
-
-
-def _ours_text(mean: float, lo: float, hi: float, n: int, unit: str) -> str:
-    if n == 0:
-        return "no runs"
-    ci = f" [{_num(lo)}, {_num(hi)}]" if n > 1 and math.isfinite(lo) else ""
-    return f"{_num(mean)}{unit}{ci} (n={n})"
-
-
-# ---------------------------------------------------------------- rendering
-
-HEADERS = ["Method", "Metric", "Configuration", "Published", "Ours: mean [95% CI]", "Verdict"]
-
-
-def _cells(r) -> list[str]:
-    arrow = "↑" if r.higher_is_better else "↓"
-    metric = f"{r.metric} {arrow}" + (f" ({r.label})" if r.label else "")
-    return [r.row, metric, r.config, r.published, r.ours, r.verdict]
-
-
-def _sources(table) -> list[str]:
-    return list(dict.fromkeys(table["source"])) if len(table) else []
-
-
-NOTE = ("Published: mean ± spread as printed. Ours: mean over training seeds of the final checkpoint's value "
-        "with a 95% percentile-bootstrap CI. consistent: the two intervals overlap; better / worse: ours lies "
-        "entirely on that side, by the metric's direction.")
-
-
-def to_markdown(table) -> str:
-    """A Markdown table with the sources cited under it."""
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join(["---"] * len(HEADERS)) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in _cells(r)) + " |" for r in table.itertuples(index=False)]
-    lines += ["", esc(NOTE), ""] + [f"Source: {esc(s)}" for s in _sources(table)]
-    return "\n".join(lines) + "\n"
-
-
-def to_html(table) -> str:
-    """An HTML fragment: the table, then a note and the sources under it (<p class="source">)."""
-    e = html.escape
-    out = ['<table class="published">', "<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in HEADERS) + "</tr></thead>",
-           "<tbody>"]
-    for r in table.itertuples(index=False):
-        cells = _cells(r)
-        out.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells[:-1])
-                   + f'<td class="verdict {e(r.verdict.replace(" ", "-"))}">{e(cells[-1])}</td></tr>')
-    out += ["</tbody>", "</table>", f'<p class="note">{e(NOTE)}</p>']
-    out += [f'<p class="source">Source: {e(s)}</p>' for s in _sources(table)]
-    return "\n".join(out) + "\n"
-
-
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "↑": r"$\uparrow$",
-        "↓": r"$\downarrow$"}
-
-
-def tex(text: str) -> str:
-    return "".join(_TEX.get(ch, ch) for ch in str(text))
-
-
-def to_latex(table, caption: str = "Published results beside ours.") -> str:
-    """A booktabs table environment; the sources are cited in the caption's second sentence."""
-    sources = " ".join(_sources(table))
-    out = ["\\begin{table}[ht]", "\\centering\\small",
-           f"\\caption{{{tex(caption)} {tex(NOTE)} Source: {tex(sources)}}}",
-           "\\begin{tabular}{lllllr}", "\\toprule", " & ".join(tex(h) for h in HEADERS) + " \\\\", "\\midrule"]
-    out += [" & ".join(tex(c) for c in _cells(r)) + " \\\\" for r in table.itertuples(index=False)]
-    out += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
-    return "\n".join(out) + "\n"

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from bench import published, registry
+from bench.report import published as measured
 from bench.config import load_grid, resolve
 from conftest import REPO
 
@@ -190,8 +191,8 @@ def test_verdicts_on_a_planted_table():
         _reported("modes_covered", 1.0, config=(("dataset", "ring8"), ("hidden_g", (400, 400)))),  # no spread
         _reported("modes_covered", 5.0, config=(("dataset", "ring8"), ("hidden_g", (200,)))),     # no such runs
     ]
-    table = published.compare(_planted(), reported)
-    assert list(table.columns) == published.TABLE_COLUMNS
+    table = measured.compare(_planted(), reported)
+    assert list(table.columns) == measured.TABLE_COLUMNS
     assert table["verdict"].tolist() == ["better", "worse", "consistent", "better", "better", "no runs"]
     first = table.iloc[0]
     assert first["n"] == 4 and first["diverged"] == 1, "unfinished runs out, diverged runs in and counted"
@@ -205,48 +206,48 @@ def test_verdicts_on_a_planted_table():
 
 def test_undetermined_without_any_interval_and_scoped_keys():
     one_seed = _tidy([("r0", 0, "done", "ring8", "[400, 400]", "modes_covered", "final", 1000, 4.0)])
-    table = published.compare(one_seed, [_reported("modes_covered", 1.0)])
+    table = measured.compare(one_seed, [_reported("modes_covered", 1.0)])
     assert table["verdict"].tolist() == ["undetermined"] and table.iloc[0]["ours"] == "4 (n=1)"
-    scoped = published.compare(_planted(), [_reported("modes_covered", 6.3, 0.5,
+    scoped = measured.compare(_planted(), [_reported("modes_covered", 6.3, 0.5,
                                                       config=(("mlp_gan.hidden_g", (400, 400)),))])
     assert scoped.iloc[0]["n"] == 5, "mlp_gan.hidden_g selects mlp_gan runs with that key, on both datasets"
-    other = published.compare(_planted(), [_reported("modes_covered", 6.3, 0.5, config=(("dcgan.width", 64),))])
+    other = measured.compare(_planted(), [_reported("modes_covered", 6.3, 0.5, config=(("dcgan.width", 64),))])
     assert other["verdict"].tolist() == ["no runs"]
     skipped = _tidy([("r0", 0, "done", "ring8", "[400, 400]", "modes_covered", "final", 1000, math.nan)])
-    table = published.compare(skipped, [_reported("modes_covered", 1.0)])
+    table = measured.compare(skipped, [_reported("modes_covered", 1.0)])
     assert table["verdict"].tolist() == ["not measured"] and "1 runs, no finite value" in table.iloc[0]["ours"]
 
 
 def test_verdict_uses_the_metric_direction_and_printed_ranges():
     rep = _reported("fid", 36.9, (35.0, 39.0), kind="range")
-    assert published.verdict(rep, 3, 30.0, 29.0, 31.0) == "better"  # lower FID
-    assert published.verdict(rep, 3, 45.0, 44.0, 46.0) == "worse"
-    assert published.verdict(rep, 3, 39.5, 38.5, 40.5) == "consistent"
-    assert published.verdict(rep, 0, math.nan, math.nan, math.nan) == "no runs"
+    assert measured.verdict(rep, 3, 30.0, 29.0, 31.0) == "better"  # lower FID
+    assert measured.verdict(rep, 3, 45.0, 44.0, 46.0) == "worse"
+    assert measured.verdict(rep, 3, 39.5, 38.5, 40.5) == "consistent"
+    assert measured.verdict(rep, 0, math.nan, math.nan, math.nan) == "no runs"
 
 
 def test_renderings_cite_the_source_and_escape():
     reported = [_reported("modes_covered", 6.3, 0.5), _reported("hq_fraction", 98.2, 0.2, unit="%")]
-    table = published.compare(_planted(), reported)
-    md, page, tex = published.to_markdown(table), published.to_html(table), published.to_latex(table)
+    table = measured.compare(_planted(), reported)
+    md, page, tex = measured.to_markdown(table), measured.to_html(table), measured.to_latex(table)
     cite = "A. Author. A paper. 2018, Table 1."
     for text in (md, page):
         assert cite in text and "better" in text and "worse" in text
     assert md.splitlines()[0].startswith("| Method |") and f"Source: {cite}" in md
     assert '<p class="source">Source: A. Author. A paper. 2018, Table 1. Values not yet checked against the printed table.</p>' in page
     checked = [dataclasses.replace(r, source=dataclasses.replace(r.source, checked=True)) for r in reported]
-    assert "not yet checked" not in published.to_html(published.compare(_planted(), checked))
+    assert "not yet checked" not in measured.to_html(measured.compare(_planted(), checked))
     assert "\\begin{tabular}" in tex and "98.2 $\\pm$ 0.2\\%" in tex and "Source: A. Author" in tex
-    assert "<b>" not in published.to_html(table.assign(row="<b>GAN</b>")), "HTML-escaped"
+    assert "<b>" not in measured.to_html(table.assign(row="<b>GAN</b>")), "HTML-escaped"
 
 
 def test_published_module_needs_no_torch():
-    code = ("import sys, pandas as pd; from bench import published as p;"
+    code = ("import sys, pandas as pd; from bench import published as p; from bench.report import published as m;"
             "t = pd.DataFrame({'name': ['fid'], 'kind': ['final'], 'step': [1], 'value': [30.0], 'label': ['FID'],"
             " 'run_id': ['a'], 'seed': [0], 'state': ['done'], 'cfg.variant': ['dcgan']});"
             "s = p.Source('P', 2017, 'Table 1');"
             "r = p.Reported(s, 'DCGAN', 'fid', (('variant', 'dcgan'),), 36.9, None, 'none', None);"
-            "p.to_html(p.compare(t, [r])); assert 'torch' not in sys.modules, 'torch imported'")
+            "m.to_html(m.compare(t, [r])); assert 'torch' not in sys.modules, 'torch imported'")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 

@@ -72,11 +72,12 @@ def compute(data: GridData, options: Options) -> Report:
 
 def published_vs_measured(data: GridData) -> pd.DataFrame | None:
     """The grid file's published values beside ours (bench/published.py), None without a section."""
-    from bench import published
+    from bench.published import from_grid_text
     from bench.report.load import tidy
+    from bench.report.published import compare
 
-    reported = published.from_grid_text(data.grid_text, str(data.path / "grid.yaml"))
-    return published.compare(tidy(data), reported) if reported else None
+    reported = from_grid_text(data.grid_text, str(data.path / "grid.yaml"))
+    return compare(tidy(data), reported) if reported else None
 
 
 def training(data: GridData) -> dict:

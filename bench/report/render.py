@@ -240,7 +240,7 @@ def published_section(report: Report) -> str:
     """A reproduction preset's first table: the paper's numbers beside ours, its source under it."""
     if report.published is None:
         return ""
-    from bench.published import to_html
+    from bench.report.published import to_html
 
     return f'<h2 id="published">Published vs measured</h2>{to_html(report.published)}'
 

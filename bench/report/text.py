@@ -65,7 +65,7 @@ def render_markdown(report: Report, out_dir: Path) -> str:
              f"`{md_escape(report.baseline.text) if report.baseline else 'none'}`. Full page: index.html.", ""]
     lines += [f"**{md_escape(b)}**" for b in banner_lines(report)] + [""] if banner_lines(report) else []
     if report.published is not None:
-        from bench.published import to_markdown
+        from bench.report.published import to_markdown
 
         lines += ["## Published vs measured", "", to_markdown(report.published), ""]
     for h in report.headlines.values():
@@ -97,7 +97,7 @@ def render_latex(report: Report) -> str:
     out = [f"% GAN Bench report: {tex_escape(report.data.name)}; requires \\usepackage{{booktabs}}",
            f"% {tex_escape(method_note(report))}", ""]
     if report.published is not None:
-        from bench.published import to_latex
+        from bench.report.published import to_latex
 
         out += [to_latex(report.published), ""]
     for col, rows in report.column_rows():
