@@ -13,6 +13,7 @@ single-channel digits found in the stacks themselves, so it sees exactly the res
 
 from __future__ import annotations
 
+import io
 import hashlib
 import warnings
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import BenchError
-from bench.runs import save_atomic
+from bench.runs import write_atomic
 
 TF_NAME = "bench-domain"  # the name torch-fidelity knows the domain extractor by
 FORMAT = 2  # bump when fitting changes; old cached extractors then miss
@@ -185,7 +186,11 @@ def load_or_fit(path: Path, images: torch.Tensor, labels: torch.Tensor, source: 
         except Exception:  # noqa: BLE001 - a damaged cache file is refitted, not trusted
             pass
     weights = fit_extractor(images, labels, source, per_channel, seed)
-    save_atomic(path, lambda tmp: torch.save(weights, tmp))
+    # Serialised in memory first: torch.save names its zip records after the file it is given, so a
+    # temporary path would give the same weights a different digest, and their values other columns.
+    buffer = io.BytesIO()
+    torch.save(weights, buffer)
+    write_atomic(path, buffer.getvalue())
     return DomainExtractor(weights, path, sha256_file(path))
 
 
