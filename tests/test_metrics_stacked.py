@@ -82,6 +82,9 @@ def test_registered_metrics_score_a_collapsed_generator_and_record_their_protoco
     by_name = {v.name: v for v in values}
     assert by_name["modes_covered"].value == 1 and by_name["modes_covered"].label == "modes@2k/1000"
     assert by_name["modes_covered_real"].value > 800  # 2,000 real stacks: the ceiling row
+    # KL to uniform of 2,000 real stacks over 1,000 modes: small but not 0 (sampling), far below a collapse's
+    assert 0 < by_name["kl_modes_real"].value < 1.0 < by_name["kl_modes"].value
+    assert by_name["kl_modes_real"].label == "KL-modes-real@2k/1000" and not by_name["kl_modes_real"].higher_is_better
     assert by_name["msssim_gen"].value == pytest.approx(1.0, abs=1e-6)
     assert by_name["msssim_gap"].value > 0.5
     assert by_name["fd"].value > 10 and not by_name["fd"].higher_is_better

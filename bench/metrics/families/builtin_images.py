@@ -102,7 +102,7 @@ class StackedModes(Metric):
     def outputs(self, ctx, stage, n):
         c = count_label(n)
         return {"modes_covered": (f"modes@{c}/1000", True), "kl_modes": (f"KL-modes@{c}/1000", False),
-                "modes_covered_real": (f"modes-real@{c}/1000", True)}
+                "modes_covered_real": (f"modes-real@{c}/1000", True), "kl_modes_real": (f"KL-modes-real@{c}/1000", False)}
 
     def compute(self, ctx, gen, stage, n):
         judge = ctx.judge
@@ -111,6 +111,7 @@ class StackedModes(Metric):
         real = ctx.reference
         # The ceiling row: the same count on real stacks (labels are exact, no judge needed).
         real_digits = torch.stack([real[1] // 100, real[1] // 10 % 10, real[1] % 10], dim=1)[:n]
-        scores["modes_covered_real"] = modes.stacked_scores(real_digits)["modes_covered"]
+        ceiling = modes.stacked_scores(real_digits)
+        scores["modes_covered_real"], scores["kl_modes_real"] = ceiling["modes_covered"], ceiling["kl_modes"]
         params = {**judge.record(), "n_gen": n, "n_ref": min(n, len(real[0])), "threshold": "none"}
         return self.values(ctx, stage, n, scores, params)
