@@ -234,3 +234,15 @@ def vgg_prc(gen, n_gen: int, reference: torch.Tensor, cache_name: str, weights: 
         feature_extractor_weights_path=None if weights is None else str(weights),
         prc_neighborhood=PRC_NEIGHBOURHOOD, cuda=device.type == "cuda", rng_seed=seed, verbose=False,
         save_cpu_ram=True, batch_size=64)
+
+
+def vgg_features(images: torch.Tensor, weights: Optional[Path], device: torch.device, batch: int = 64) -> torch.Tensor:
+    """VGG16 fc2_relu features of uint8 images, through the library's own extractor and batching (the
+    layer and weights `vgg_prc` uses), for metrics the library does not compute itself (density/coverage)."""
+    from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+
+    cuda = device.type == "cuda"
+    extractor = create_feature_extractor("vgg16", ["fc2_relu"], cuda=cuda, verbose=False,
+                                         feature_extractor_weights_path=None if weights is None else str(weights))
+    out = get_featuresdict_from_dataset(UInt8Images(images.cpu()), extractor, batch, cuda, True, False)
+    return out["fc2_relu"]

@@ -1,11 +1,14 @@
 """Natural images (folders, CIFAR-10, Stanford Dogs...): FID, KID and IS on Inception, and
-precision/recall on VGG16, each through torch-fidelity's own pipeline with the generator fed directly.
+precision/recall on VGG16, each through torch-fidelity's own pipeline with the generator fed directly;
+density/coverage on the same VGG16 features, extracted by the library's own VGG16 extractor.
 Missing weights raise fidelity.MissingWeights, which the protocol records as a skipped value."""
 
 from __future__ import annotations
 
+import torch
+
 from bench import registry
-from bench.metrics import fidelity
+from bench.metrics import diversity, fidelity
 from bench.metrics.context import metrics_cache
 from bench.metrics.families.base import CURVE, FINAL, Metric
 from bench.metrics.records import count_label, fidelity_library
@@ -70,6 +73,32 @@ class VGGPRC(Metric):
                   "n_gen": n, "n_ref": len(reference), "library": fidelity_library(),
                   "prc_neighborhood": fidelity.PRC_NEIGHBOURHOOD}
         return self.values(ctx, stage, n, out, params)
+
+
+@registry.metrics.register("vgg_density_coverage")
+class VGGDensityCoverage(Metric):
+    """Density and coverage (k = 5) on VGG16 fc2_relu, the layer and weights of `vgg_prc`, with equal
+    sides N = M = min(n_gen, n_ref), the real side a fixed random subset (docs/protocols.md §5.2)."""
+
+    families = ("natural",)
+
+    def outputs(self, ctx, stage, n):
+        m, split = count_label(min(n, len(ctx.reference[0]))), ctx.ref_split
+        return {"density": (f"density@{m}/{split}/vgg16", True), "coverage": (f"coverage@{m}/{split}/vgg16", True)}
+
+    def compute(self, ctx, gen, stage, n):
+        path = fidelity.vgg16_weights(ctx.weights)
+        wid = fidelity.weights_id("vgg16", path if path else _hub_vgg())
+        reference = ctx.reference[0]
+        m = min(n, len(reference))
+        if m < len(reference):
+            reference = reference[torch.randperm(len(reference), generator=torch.Generator().manual_seed(ctx.eval_seed))[:m]]
+        fake = fidelity.vgg_features(gen.images[:m], path, ctx.device)
+        real = fidelity.vgg_features(reference, path, ctx.device)
+        params = {"extractor": wid, "extractor_layer": "fc2_relu", "extractor_input": "uint8, native size",
+                  "n_gen": m, "n_ref": m, "k": 5, "library": "own (Naeem et al. 2020 definitions)",
+                  "features_library": fidelity_library()}
+        return self.values(ctx, stage, n, diversity.density_coverage(real, fake, k=5), params)
 
 
 def _hub_vgg():
