@@ -192,20 +192,23 @@ def status(grids, sets, smoke, watch, max_runs, results):
                 from bench import scheduler
 
                 _, name, configs, _ = _grid_and_configs(grid, sets, smoke, max_runs)
-                out.append((name, [p.run.path for p in scheduler.plan(results, name, configs)]))
+                out.append((name, [p.run.path for p in scheduler.plan(results, name, configs)], None))
             elif (results / grid).is_dir():
-                out.append((grid, sorted(p for p in (results / grid).iterdir() if (p / "config.yaml").is_file())))
+                from bench.status import grid_order
+
+                paths = sorted(p for p in (results / grid).iterdir() if (p / "config.yaml").is_file())
+                out.append((grid, paths, grid_order(results / grid)))  # groups in grid order, else run-id order
             else:
                 raise BenchError(f"no grid named {grid!r} under {results}; pass a grid file or a name listed "
                                  f"by bench status")
         return out
 
     while True:
-        from bench.status import read_rows, render
+        from bench.status import in_grid_order, read_rows, render
 
         tables, active = [], False
-        for name, paths in groups():
-            rows = read_rows(paths)
+        for name, paths, planned in groups():
+            rows = in_grid_order(read_rows(paths), planned)
             active |= any(r.state in ("running", "queued") for r in rows)
             tables.append(render(rows, f"{name}: {len(rows)} runs"))
         if watch:

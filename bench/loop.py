@@ -35,7 +35,7 @@ from bench.runs import RunDir
 from bench.samples import SampleWriter
 from bench.variant import Batch
 
-Progress = Callable[[int, int], None]  # (steps done, steps total), called at flushes
+Progress = Callable[[int, int], None]  # (steps done, steps total), called at the start and at flushes
 COMPILE_BACKEND = "inductor"  # tests on CPU use "aot_eager": the same graph capture, no C++ build
 Entry = tuple[str, str, Tensor]  # (phase, name, value) of one step's loss or stat
 
@@ -99,6 +99,8 @@ def train_runs(runs: list[RunDir], configs: list[RunConfig], progress: Optional[
     ended: list[Optional[str]] = [None] * len(runs)
     window = Window(loop.log_every, t.device)
     window_start, t0 = t.start, time.perf_counter()
+    if progress:
+        progress(t.start, loop.steps)  # where and when training starts: host ints, no sync
     for step in range(t.start, loop.steps):
         window.put(step - window_start, _step(t))
         done = step + 1

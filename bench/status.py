@@ -89,10 +89,42 @@ def by_configuration(rows: list[RunRow]) -> list[RunRow]:
     appear (the grid's order when the rows come from its plan), seeds ascending inside a group."""
     groups: dict[str, list[RunRow]] = {}
     for row in rows:
-        key = repr(sorted((k, repr(v)) for k, v in row.config.items() if k not in ("seed", "device")))
-        groups.setdefault(key, []).append(row)
+        groups.setdefault(configuration(row.config), []).append(row)
     seed = lambda r: r.config.get("seed") if isinstance(r.config.get("seed"), int) else 0  # noqa: E731
     return [row for group in groups.values() for row in sorted(group, key=seed)]
+
+
+def configuration(config: dict) -> str:
+    """What a run trains, without its seed (and the device it ran on): runs that share it are one group."""
+    return repr(sorted((k, repr(v)) for k, v in config.items() if k not in ("seed", "device")))
+
+
+def grid_order(folder: Path) -> Optional[list[dict]]:
+    """The planned configs of the grid that made results/<grid> (its grid.yaml, in the grid file's
+    order), or None when there is no grid.yaml or it no longer resolves (a registry name since removed)."""
+    from bench.config import load_grid
+    from bench.errors import BenchError
+    from bench.grid import resolve_all
+
+    if not (folder / "grid.yaml").is_file():
+        return None
+    try:
+        configs, _ = resolve_all(load_grid(folder / "grid.yaml"), smoke=folder.name.endswith("-smoke"),
+                                 max_runs=10**9)
+    except (BenchError, OSError, ValueError):
+        return None
+    return [c.flat() for c in configs]
+
+
+def in_grid_order(rows: list[RunRow], planned: Optional[list[dict]]) -> list[RunRow]:
+    """Rows with their configurations in the grid's order; configurations the grid does not plan
+    (trained with --set overrides, or before the file changed) follow, in the order they came."""
+    if not planned:
+        return rows
+    order: dict[str, int] = {}
+    for config in planned:
+        order.setdefault(configuration(config), len(order))
+    return sorted(rows, key=lambda r: order.get(configuration(r.config), len(order)))
 
 
 def render(rows: list[RunRow], title: str) -> str:
