@@ -145,6 +145,8 @@ def render(rows: list[RunRow], title: str) -> str:
 
 
 def eta_text(rows: list[RunRow]) -> str:
+    """The grid's rest at the runs' rates, which are wall time per step: status.json's started to
+    updated (or finished) spans every flush's evaluation and, for an ended run, its final one."""
     remaining = sum(max(r.steps - r.step, 0) for r in rows if r.state in ("running", "stalled", "queued"))
     if not remaining:
         return ""
