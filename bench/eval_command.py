@@ -163,6 +163,10 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights, no
     timings: dict[str, float] = {}
     best_file = run.path / "ckpt" / "best.pt"
     records = evaluate_final(run, ctx, G, int(state["step"]), best_file, names, n, timings, D=D, which=which)
+    if names and "probe" in names and which != "best":  # what the probe read, drawn beside its numbers
+        from bench.metrics.representation import write_pictures
+
+        write_pictures(run.path / "representation", G, D, ctx.reference[0], device)
     if which == "best" and not best_file.is_file():
         print(f"warning: {run.path} has no ckpt/best.pt (no curve evaluations); nothing evaluated", file=sys.stderr)
     return records, timings

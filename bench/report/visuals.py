@@ -109,3 +109,25 @@ def timeline_figures(report: Report, fig_dir: Path) -> None:
                                          f"{len(frames)} curve evaluations, one row per step (G updates), top to "
                                          "bottom.", "timeline"))
             break
+
+
+REPRESENTATION = {  # <run>/representation/ files (bench eval --metrics probe writes them) -> caption
+    "filters-d.png": "D's first conv layer, one tile per filter (each min-max scaled on its own)",
+    "filters-g.png": "G's last conv layer, one tile per input channel (each min-max scaled on its own)",
+    "top-activations.png": "the 8 real images that most activate each of 4 channels of D's deepest conv layer "
+                           "(spatial max; one row per channel, the strongest first)",
+}
+
+
+def representation_samples(report: Report) -> None:
+    """What the linear probe read, drawn: per shown configuration, the first finished seed with pictures."""
+    runs = report.data.runs
+    runs = runs[runs["finished"] & runs["config"].isin(report.shown_configs)].sort_values("seed", kind="stable")
+    for config in report.shown_configs:
+        for r in runs[runs["config"] == config].itertuples():
+            files = [Path(r.path) / "representation" / name for name in REPRESENTATION]
+            files = [f for f in files if f.is_file()]
+            if files:
+                report.samples += [Sample(config, r.run_id, f, f"{config}: run {r.run_id}, seed {r.seed}, "
+                                          f"{REPRESENTATION[f.name]}") for f in files]
+                break

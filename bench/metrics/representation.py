@@ -1,0 +1,104 @@
+"""Pictures of what the linear probe measures (docs/protocols.md §8): D's first-layer filters, G's
+last-layer filters, and the real images that most activate a few of D's deepest conv channels.
+
+Nets are searched generically: the first or last `nn.Conv2d`/`nn.ConvTranspose2d` in module order,
+so no variant is named. A tile is one slice of the weight along dim 0 (a D filter; for G's last
+transposed conv, what one input channel paints), colour when dim 1 has 1 or 3 channels and the mean
+over dim 1 otherwise, each tile min-max scaled on its own because filters differ in magnitude.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+CONVS = (nn.Conv2d, nn.ConvTranspose2d)
+TILE_SCALE = 4  # a 4x4 filter drawn 16x16 pixels, nearest-neighbour
+PADDING = 1
+CHANNELS_SHOWN = 4
+TOP = 8
+
+
+def conv_layer(net: nn.Module, last: bool = False) -> Optional[nn.Module]:
+    layers = [m for m in net.modules() if isinstance(m, CONVS)]
+    return (layers[-1] if last else layers[0]) if layers else None
+
+
+def filter_tiles(weight: torch.Tensor, scale: int = TILE_SCALE) -> torch.Tensor:
+    """weight (A, B, kh, kw) -> A tiles in [0, 1], (A, 1 or 3, kh*scale, kw*scale)."""
+    w = weight.detach().float().cpu()
+    if w.shape[1] not in (1, 3):
+        w = w.mean(1, keepdim=True)
+    lo = w.amin(dim=(1, 2, 3), keepdim=True)
+    hi = w.amax(dim=(1, 2, 3), keepdim=True)
+    w = (w - lo) / (hi - lo).clamp_min(1e-12)
+    return w.repeat_interleave(scale, 2).repeat_interleave(scale, 3)
+
+
+def grid_columns(n: int) -> int:
+    return math.ceil(math.sqrt(n))
+
+
+def filter_grid(weight: torch.Tensor, scale: int = TILE_SCALE) -> torch.Tensor:
+    """One tile per filter, ceil(sqrt(A)) per row, PADDING pixels between: (3, H, W) in [0, 1]."""
+    import torchvision.utils as vutils
+
+    tiles = filter_tiles(weight, scale)
+    return vutils.make_grid(tiles, nrow=grid_columns(len(tiles)), padding=PADDING, pad_value=1.0)
+
+
+@torch.no_grad()
+def channel_responses(D: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 256) -> torch.Tensor:
+    """(N, C) spatial max of each channel of D's deepest conv layer for uint8 images."""
+    layer = conv_layer(D, last=True)
+    out: list[torch.Tensor] = []
+    hook = layer.register_forward_hook(lambda _m, _i, y: out.append(y.amax(dim=(2, 3)).cpu()) if y.dim() == 4 else None)
+    was = D.training
+    D.eval()
+    try:
+        for s in range(0, len(images), batch):
+            D(images[s:s + batch].to(device).float() / 127.5 - 1)
+    finally:
+        hook.remove()
+        D.train(was)
+    return torch.cat(out)
+
+
+def top_activating(responses: torch.Tensor, channels: list[int], top: int = TOP) -> torch.Tensor:
+    """(len(channels), top) image indices, the strongest response first."""
+    return torch.stack([responses[:, c].argsort(descending=True, stable=True)[:top] for c in channels])
+
+
+def busiest_channels(responses: torch.Tensor, k: int = CHANNELS_SHOWN) -> list[int]:
+    """The k channels whose response varies most over the real images: a flat channel shows nothing."""
+    return responses.std(0).argsort(descending=True, stable=True)[:k].tolist()
+
+
+def write_pictures(folder: Path, G: nn.Module, D: nn.Module, real: torch.Tensor, device: torch.device) -> list[Path]:
+    """filters-d.png, filters-g.png and top-activations.png (one row per channel) under folder."""
+    import torchvision.utils as vutils
+
+    from bench.runs import save_atomic
+
+    written = []
+
+    def save(name: str, image: torch.Tensor) -> None:
+        path = folder / name
+        save_atomic(path, lambda tmp: vutils.save_image(image, tmp, format="png"))
+        written.append(path)
+
+    for name, net, last in (("filters-d.png", D, False), ("filters-g.png", G, True)):
+        layer = conv_layer(net, last)
+        if layer is not None:
+            save(name, filter_grid(layer.weight))
+    if conv_layer(D, last=True) is not None and len(real):
+        responses = channel_responses(D, real, device)
+        idx = top_activating(responses, busiest_channels(responses), min(TOP, len(real)))
+        shown = real[idx.flatten()].float() / 255
+        shown = shown.expand(-1, 3, -1, -1) if shown.shape[1] == 1 else shown
+        save("top-activations.png", vutils.make_grid(shown, nrow=idx.shape[1], padding=2, pad_value=1.0))
+    return written
