@@ -36,6 +36,7 @@ def test_filter_grid_has_one_tile_per_filter_of_the_first_conv():
         rows = math.ceil(tiles / cols)
         assert grid.shape == (3, rows * (side + rep.PADDING) + rep.PADDING, cols * (side + rep.PADDING) + rep.PADDING)
         assert rep.filter_tiles(weight).shape == (tiles, 3, side, side)
+    assert rep.feature_layer(nn.Sequential(D, nn.Conv2d(5, 1, 1))) is D[1]  # a conv to one logit is no feature
     # A filter with more than 3 input channels is drawn as its mean, grey.
     assert rep.filter_tiles(D[1].weight).shape == (5, 1, K * rep.TILE_SCALE, K * rep.TILE_SCALE)
 
@@ -115,6 +116,8 @@ def test_bench_eval_with_the_probe_writes_the_pictures_into_the_run_folder(tmp_p
         capsys.readouterr().err
     folder = run.path / "representation"
     assert sorted(p.name for p in folder.glob("*.png")) == ["filters-d.png", "filters-g.png", "top-activations.png"]
+    with Image.open(folder / "top-activations.png") as im:
+        assert im.size == (8 * (16 + 2) + 2, rep.CHANNELS_SHOWN * (16 + 2) + 2)  # 4 channels x 8 images of 16 px
     D = registry.variants.get(config.variant)(config.options, registry.datasets.get(config.dataset).load(
         config.data, config.loop.image_size, torch.device("cpu")).spec).build()[1]
     first = rep.conv_layer(D)

@@ -2,7 +2,8 @@
 last-layer filters, and the real images that most activate a few of D's deepest conv channels.
 
 Nets are searched generically: the first or last `nn.Conv2d`/`nn.ConvTranspose2d` in module order,
-so no variant is named. A tile is one slice of the weight along dim 0 (a D filter; for G's last
+so no variant is named (for the top activations, the last one with more than one output channel).
+A tile is one slice of the weight along dim 0 (a D filter; for G's last
 transposed conv, what one input channel paints), colour when dim 1 has 1 or 3 channels and the mean
 over dim 1 otherwise, each tile min-max scaled on its own because filters differ in magnitude.
 """
@@ -26,6 +27,13 @@ TOP = 8
 def conv_layer(net: nn.Module, last: bool = False) -> Optional[nn.Module]:
     layers = [m for m in net.modules() if isinstance(m, CONVS)]
     return (layers[-1] if last else layers[0]) if layers else None
+
+
+def feature_layer(D: nn.Module) -> Optional[nn.Module]:
+    """D's deepest conv layer with more than one output channel: a DCGAN-style D ends in a conv to a
+    single logit, whose one channel is the real/fake score, not a feature."""
+    layers = [m for m in D.modules() if isinstance(m, CONVS) and m.out_channels > 1]
+    return layers[-1] if layers else None
 
 
 def filter_tiles(weight: torch.Tensor, scale: int = TILE_SCALE) -> torch.Tensor:
@@ -53,8 +61,8 @@ def filter_grid(weight: torch.Tensor, scale: int = TILE_SCALE) -> torch.Tensor:
 
 @torch.no_grad()
 def channel_responses(D: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 256) -> torch.Tensor:
-    """(N, C) spatial max of each channel of D's deepest conv layer for uint8 images."""
-    layer = conv_layer(D, last=True)
+    """(N, C) spatial max of each channel of D's deepest feature conv layer for uint8 images."""
+    layer = feature_layer(D)
     out: list[torch.Tensor] = []
     hook = layer.register_forward_hook(lambda _m, _i, y: out.append(y.amax(dim=(2, 3)).cpu()) if y.dim() == 4 else None)
     was = D.training
@@ -95,7 +103,7 @@ def write_pictures(folder: Path, G: nn.Module, D: nn.Module, real: torch.Tensor,
         layer = conv_layer(net, last)
         if layer is not None:
             save(name, filter_grid(layer.weight))
-    if conv_layer(D, last=True) is not None and len(real):
+    if feature_layer(D) is not None and len(real):
         responses = channel_responses(D, real, device)
         idx = top_activating(responses, busiest_channels(responses), min(TOP, len(real)))
         shown = real[idx.flatten()].float() / 255
