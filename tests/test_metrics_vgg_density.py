@@ -12,6 +12,7 @@ import torchvision
 from torch import nn
 
 from bench.metrics import fidelity
+from bench.metrics.context import metrics_cache
 from bench.metrics.suite import FINAL, run_protocol
 from test_metrics_fidelity import make_folder, natural_ctx
 
@@ -56,6 +57,10 @@ def test_density_coverage_on_vgg16_features_records_its_protocol(folder, stand_i
     assert params["extractor"] == f"vgg16@{fidelity.file_sha256(str(stand_in_vgg), st.st_size, st.st_mtime_ns)[:12]}"
     assert params["extractor_layer"] == "fc2_relu" and params["k"] == 5
     assert params["n_gen"] == params["n_ref"] == 16  # equal sides: 16 generated against 16 of the 24 reals
+    cached = list((metrics_cache() / "fidelity").glob("*-fc2_relu-m16-*.pt"))
+    assert len(cached) == 1 and ctx.ref_fingerprint[:16] in cached[0].name  # the real side is computed once
+    again = {v.name: v.value for v in run_protocol(ctx, G, FINAL, names=["vgg_density_coverage"], n=16)}
+    assert again == {k: v.value for k, v in values.items()}
 
 
 def test_vgg_features_are_the_stand_in_fc2_relu(folder, stand_in_vgg):

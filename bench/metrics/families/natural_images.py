@@ -94,11 +94,24 @@ class VGGDensityCoverage(Metric):
         if m < len(reference):
             reference = reference[torch.randperm(len(reference), generator=torch.Generator().manual_seed(ctx.eval_seed))[:m]]
         fake = fidelity.vgg_features(gen.images[:m], path, ctx.device)
-        real = fidelity.vgg_features(reference, path, ctx.device)
+        real = _cached_real(ctx, wid, m, lambda: fidelity.vgg_features(reference, path, ctx.device))
         params = {"extractor": wid, "extractor_layer": "fc2_relu", "extractor_input": "uint8, native size",
                   "n_gen": m, "n_ref": m, "k": 5, "library": "own (Naeem et al. 2020 definitions)",
                   "features_library": fidelity_library()}
         return self.values(ctx, stage, n, diversity.density_coverage(real, fake, k=5), params)
+
+
+def _cached_real(ctx, wid: str, m: int, compute):
+    """The real side's features, cached per reference, weights, subset size and seed: one VGG16 pass
+    over the reference is the slow half, and it is the same for every run of that reference."""
+    from bench.runs import save_atomic
+
+    path = metrics_cache() / "fidelity" / f"{ctx.cache_key}-{wid.replace('@', '-')}-fc2_relu-m{m}-s{ctx.eval_seed}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    feats = compute()
+    save_atomic(path, lambda tmp: torch.save(feats, tmp))
+    return feats
 
 
 def _hub_vgg():
