@@ -53,6 +53,8 @@ METRIC_HELP = {
     "msssim": "MS-SSIM of generated pairs beside real pairs (diversity; gap = generated - real)",
     "ndb": "NDB over K = 100 k-means bins and its JSD, with a real-data control",
     "class_scores": "conditional runs: judge accuracy on the asked-for labels, per-class KID, diversity",
+    "class_scores_inception": "conditional runs on natural images: linear judge on Inception features, "
+                              "per-class accuracy and KID (needs its weights)",
     "probe": "opt-in: linear probe on D's features beside a random D and raw pixels",
     "fid": "alias (torch-fidelity's name): fd on built-in data, inception on natural images",
     "isc": "alias: the Inception Score, part of inception",

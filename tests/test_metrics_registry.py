@@ -97,14 +97,15 @@ def offline_weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cases(bench_cache, folder, offline_weights):
-    """Contexts in order (points, built-in images, their conditional runs, a natural folder), built lazily."""
+    """Contexts in order (points, built-in images, their conditional runs, a natural folder unconditional
+    and conditional), built lazily."""
     keys = []
     for dataset in OFFLINE:
         kind = registry.datasets.get(dataset).kind
         keys.append((dataset, VARIANT[kind]))
         if kind == "images":
             keys.append((dataset, "cgan"))
-    keys.append(("imagefolder", "dcgan"))
+    keys += [("imagefolder", "dcgan"), ("imagefolder", "cgan")]  # cgan: the natural conditional judge
     built: dict = {}
 
     def get(key):

@@ -246,3 +246,16 @@ def vgg_features(images: torch.Tensor, weights: Optional[Path], device: torch.de
                                          feature_extractor_weights_path=None if weights is None else str(weights))
     out = get_featuresdict_from_dataset(UInt8Images(images.cpu()), extractor, batch, cuda, True, False)
     return out["fc2_relu"]
+
+
+def inception_features(images: torch.Tensor, weights: Optional[Path], device: torch.device,
+                       batch: int = 64) -> torch.Tensor:
+    """Inception pool features (the 2048 layer FID uses) of uint8 images, through the library's own
+    extractor and batching, for scores the library does not compute itself (the conditional judge)."""
+    from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+
+    cuda = device.type == "cuda"
+    extractor = create_feature_extractor("inception-v3-compat", ["2048"], cuda=cuda, verbose=False,
+                                         feature_extractor_weights_path=None if weights is None else str(weights))
+    out = get_featuresdict_from_dataset(UInt8Images(images.cpu()), extractor, batch, cuda, True, False)
+    return out["2048"].float()

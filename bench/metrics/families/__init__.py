@@ -4,8 +4,10 @@ Importing this package registers every metric in `bench.registry.metrics`. Each 
 kind of data and says so in its metrics' `families`: points.py (2-D mixtures), builtin_images.py
 (built-in labelled images, in the domain extractor's feature space), natural_images.py (Inception
 and VGG16 through torch-fidelity), pixels.py (pixel-space diversity of any images), conditional.py
-(class-conditional runs) and discriminator.py (the probe on a run's D). base.py holds the Metric
+(class-conditional runs on built-in data), natural_conditional.py (the same on natural images, on
+Inception features) and discriminator.py (the probe on a run's D). base.py holds the Metric
 base class and the sample counts of the protocols.
 """
 
-from bench.metrics.families import builtin_images, conditional, discriminator, natural_images, pixels, points  # noqa: F401
+from bench.metrics.families import (builtin_images, conditional, discriminator, natural_conditional,  # noqa: F401
+                                    natural_images, pixels, points)

@@ -1,0 +1,56 @@
+"""Class-conditional runs on natural images (folders, Stanford Dogs, Cartoon Set attributes...): the
+per-class scores of docs/protocols.md §6 in the Inception protocol's features, with a linear judge
+fitted on the real train split (the math is bench/metrics/inception_judge.py). Missing Inception
+weights raise fidelity.MissingWeights, recorded as skipped like the other natural-image metrics."""
+
+from __future__ import annotations
+
+from bench import registry
+from bench.metrics import fidelity, inception_judge
+from bench.metrics.context import metrics_cache
+from bench.metrics.families.base import N_FINAL, Metric
+from bench.metrics.records import fidelity_library
+
+
+@registry.metrics.register("class_scores_inception")
+class ClassScoresInception(Metric):
+    """Conditional runs on natural images: judge accuracy on requested labels (overall, worst class,
+    the real held-out ceiling) and per-class KID, all on Inception pool features."""
+
+    families = ("natural",)
+
+    def applies(self, ctx):
+        return ctx.family == "natural" and ctx.conditional and ctx.reference[1] is not None
+
+    def n_gen(self, ctx, stage, n):
+        return n or max(N_FINAL, inception_judge.MIN_PER_CLASS * ctx.spec.num_classes)
+
+    def outputs(self, ctx, stage, n):
+        per, t = n // ctx.spec.num_classes, f"{ctx.ref_split}/inception-lr"
+        return {"class_acc": (f"class-acc@{per}/class/{t}", True),
+                "class_acc_real": (f"class-acc-real-heldout/{t}", True),
+                "class_acc_worst": (f"class-acc-worst@{per}/class/{t}", True),
+                "classes_low_acc": (f"classes<10x-chance@{per}/class/{t}", False),
+                "kid_class_mean": (f"KID-class-mean@{per}/class/{t}", False),
+                "kid_class_worst10": (f"KID-class-worst10@{per}/class/{t}", False)}
+
+    def compute(self, ctx, gen, stage, n):
+        path = fidelity.inception_weights(ctx.weights)  # MissingWeights first, before any work
+        wid = fidelity.weights_id("inception-v3-compat", path)
+        digest = wid.split("@")[1]
+        images, labels = ctx.reference
+        root = metrics_cache() / "fidelity"
+        base = f"{ctx.cache_key}-n{len(images)}-{digest}"
+        real = inception_judge.cached(root / f"{base}-pool2048.pt", lambda: {
+            "features": fidelity.inception_features(images, path, ctx.device)})["features"]
+        judge = inception_judge.LinearJudge(inception_judge.cached(
+            root / f"{base}-judge-lr-v{inception_judge.FORMAT}-s{ctx.eval_seed}.pt",
+            lambda: inception_judge.LinearJudge.fit(real, labels, ctx.eval_seed).state))
+        fake = fidelity.inception_features(gen.images[:n], path, ctx.device)
+        scores, params = inception_judge.class_scores(fake, gen.labels[:n], real, labels, judge,
+                                                      ctx.spec.num_classes, ctx.spec.class_names, ctx.eval_seed)
+        params.update({"extractor": wid, "extractor_layer": "2048", "extractor_input": "uint8, native size",
+                       "judge": f"logreg-standardised@{digest}", "judge_heldout_acc": round(judge.heldout_accuracy, 4),
+                       "judge_n_fit": int(judge.state["n_fit"]), "judge_n_heldout": int(judge.state["n_heldout"]),
+                       "n_gen": n, "n_ref": len(images), "library": fidelity_library()})
+        return self.values(ctx, stage, n, scores, params)
