@@ -64,3 +64,20 @@ def run_dirs(root: Path) -> list[Path]:
 
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def random_inception():
+    """torch-fidelity's Inception with PyTorch's default random init, built without the network: the
+    stand-in for real weights in offline metric tests (its state dict saved locally is the weights file)."""
+    import torch
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(fe, "load_state_dict_from_url", lambda *a, **k: {})  # never reaches the network
+    mp.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    finally:
+        mp.undo()

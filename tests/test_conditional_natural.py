@@ -17,6 +17,7 @@ from bench.config import resolve
 from bench.metrics import fidelity
 from bench.metrics.context import EvalContext, metrics_cache
 from bench.metrics.suite import FINAL, run_protocol
+from conftest import random_inception
 
 SIZE, PER_CLASS, N = 16, 6, 18
 COLOURS = {"blue": (30, 60, 220), "green": (40, 200, 60), "red": (220, 40, 30)}  # sorted: labels 0, 1, 2
@@ -50,16 +51,8 @@ def make_ctx(root, weights: fidelity.Weights) -> EvalContext:
 def inception_file(tmp_path_factory, folder):
     """torch-fidelity's Inception with PyTorch's random init, its batch-norm statistics set from one
     batch of fixture images (random init alone shrinks the pool features towards 1e-8), saved locally."""
-    import torch_fidelity.feature_extractor_inceptionv3 as fe
-
     path = tmp_path_factory.mktemp("weights") / "calibrated-inception.pth"
-    mp = pytest.MonkeyPatch()
-    mp.setattr(fe, "load_state_dict_from_url", lambda *a, **k: {})  # never reaches the network
-    mp.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    mp.undo()
+    model = random_inception()
     images = make_ctx(folder, fidelity.Weights()).reference[0][::3]  # two of each class
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):

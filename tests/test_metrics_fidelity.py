@@ -18,6 +18,7 @@ from bench.metrics import fidelity
 from bench.metrics.context import EvalContext, metrics_cache
 from bench.metrics.suite import FINAL, run_protocol
 from bench.samples import eval_latents, generate
+from conftest import random_inception
 
 SIZE = 16
 
@@ -51,17 +52,8 @@ def small_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def inception_file(tmp_path_factory):
     """A state dict of torch-fidelity's Inception with PyTorch's default random init, saved locally."""
-    import torch_fidelity.feature_extractor_inceptionv3 as fe
-
     path = tmp_path_factory.mktemp("weights") / "random-inception.pth"
-    mp = pytest.MonkeyPatch()
-    mp.setattr(fe, "load_state_dict_from_url", lambda *a, **k: {})  # never reaches the network
-    mp.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    mp.undo()
-    torch.save(model.state_dict(), path)
+    torch.save(random_inception().state_dict(), path)
     return path
 
 
