@@ -204,3 +204,18 @@ def test_metric_tells_real_data_from_a_collapsed_generator(measured, name):
     better = [k for k, v in real.items()
               if (v.value > collapsed[k].value if v.higher_is_better else v.value < collapsed[k].value)]
     assert better, {k: (v.value, collapsed[k].value) for k, v in real.items()}
+
+
+@pytest.mark.parametrize("name", ["fd", "kid", "prc", "density_coverage"])
+def test_domain_ceiling_is_real_half_against_real_half_and_ignores_the_generator(measured, name):
+    real = {v.name: v for v in measured(name)}
+    collapsed = {v.name: v for v in measured(name, collapsed=True)}
+    twins = [k for k in real if k.endswith("_real")]
+    assert twins and all(k[:-5] in real for k in twins)
+    for k in twins:
+        assert real[k].value == collapsed[k].value  # measured on real data only
+        assert real[k].params["ceiling_n"] > 0 and "-real@" in real[k].label
+    if name == "fd":
+        assert real["fd_real"].value < 0.2 * collapsed["fd"].value
+    if name == "prc":
+        assert real["recall_real"].value > 0.5 > collapsed["recall"].value

@@ -52,6 +52,7 @@ class EvalContext:
         self.stacked = self.family == "domain" and feature_family(config.dataset) == "domain_stacked"
         self.conditional = bool(variant.conditional and self.spec.num_classes)
         self._real_msssim: dict[int, float] = {}
+        self._ceilings: dict[str, dict] = {}
 
     # ---- facts recorded with every value
     @property
@@ -121,6 +122,21 @@ class EvalContext:
     @functools.cached_property
     def real_features(self) -> torch.Tensor:
         return self.extractor.features(self.reference[0])
+
+    @functools.cached_property
+    def real_halves(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference's features in two disjoint random halves (eval_seed): the real-vs-real ceiling
+        of every distance in this space is one half scored against the other (docs/protocols.md §1.5)."""
+        f = self.real_features
+        order = torch.randperm(len(f), generator=torch.Generator().manual_seed(self.eval_seed + 2))
+        half = len(f) // 2
+        return f[order[:half]], f[order[half:2 * half]]
+
+    def ceiling(self, name: str, compute) -> dict:
+        """compute(a, b) on the real halves, once per process and metric name."""
+        if name not in self._ceilings:
+            self._ceilings[name] = compute(*self.real_halves)
+        return self._ceilings[name]
 
     @functools.cached_property
     def judge(self) -> extractors.DigitJudge:

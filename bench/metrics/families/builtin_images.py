@@ -16,7 +16,21 @@ class _DomainFeatures(Metric):
     families = ("domain",)
 
     def base(self, ctx, n_gen, n_ref) -> dict:
-        return {**ctx.extractor.record(), "n_gen": n_gen, "n_ref": n_ref, "library": fidelity_library()}
+        return {**ctx.extractor.record(), "n_gen": n_gen, "n_ref": n_ref, "library": fidelity_library(),
+                "ceiling": "real half vs the other half", "ceiling_n": len(ctx.real_halves[0])}
+
+    @staticmethod
+    def with_ceiling(outputs: dict) -> dict:
+        """Each output and its `<name>_real` twin: the same score of real half against real half."""
+        out = dict(outputs)
+        for name, (label, higher) in outputs.items():
+            head, _, rest = label.partition("@")
+            out[f"{name}_real"] = (f"{head}-real@{rest}", higher)
+        return out
+
+    @staticmethod
+    def real(scores: dict, ceiling: dict) -> dict:
+        return {**scores, **{f"{k}_real": v for k, v in ceiling.items()}}
 
 
 @registry.metrics.register("fd")
@@ -26,11 +40,13 @@ class FD(_DomainFeatures):
     stages = (CURVE, FINAL)
 
     def outputs(self, ctx, stage, n):
-        return {"fd": (f"FD@{count_label(n)}/{domain_tag(ctx)}", False)}
+        return self.with_ceiling({"fd": (f"FD@{count_label(n)}/{domain_tag(ctx)}", False)})
 
     def compute(self, ctx, gen, stage, n):
         real = ctx.real_features
-        return self.values(ctx, stage, n, {"fd": fidelity.fd(gen.features(n), real)}, self.base(ctx, n, len(real)))
+        ceiling = ctx.ceiling("fd", lambda a, b: {"fd": fidelity.fd(a, b)})
+        return self.values(ctx, stage, n, self.real({"fd": fidelity.fd(gen.features(n), real)}, ceiling),
+                           self.base(ctx, n, len(real)))
 
 
 @registry.metrics.register("kid")
@@ -38,14 +54,15 @@ class KID(_DomainFeatures):
     """Unbiased KID with its std over subsets; subset size adapts to small sets and is recorded."""
 
     def outputs(self, ctx, stage, n):
-        return {"kid": (f"KID@{count_label(n)}/{domain_tag(ctx)}", False)}
+        return self.with_ceiling({"kid": (f"KID@{count_label(n)}/{domain_tag(ctx)}", False)})
 
     def compute(self, ctx, gen, stage, n):
         real = ctx.real_features
         mean, std, size = fidelity.kid(gen.features(n), real, ctx.eval_seed)
         params = {**self.base(ctx, n, len(real)), "kid_subsets": fidelity.KID_SUBSETS, "kid_subset_size": size,
                   "kid_kernel": "poly3"}
-        return self.values(ctx, stage, n, {"kid": mean}, params, {"kid": (std, "subsets")})
+        ceiling = ctx.ceiling("kid", lambda a, b: {"kid": fidelity.kid(a, b, ctx.eval_seed)[0]})
+        return self.values(ctx, stage, n, self.real({"kid": mean}, ceiling), params, {"kid": (std, "subsets")})
 
 
 def _equal_sides(ctx, gen, n) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -64,12 +81,14 @@ class PRC(_DomainFeatures):
 
     def outputs(self, ctx, stage, n):
         m, t = count_label(min(n, len(ctx.reference[0]))), domain_tag(ctx)
-        return {"precision": (f"P@{m}/{t}", True), "recall": (f"R@{m}/{t}", True), "f_score": (f"F@{m}/{t}", True)}
+        return self.with_ceiling({"precision": (f"P@{m}/{t}", True), "recall": (f"R@{m}/{t}", True),
+                                  "f_score": (f"F@{m}/{t}", True)})
 
     def compute(self, ctx, gen, stage, n):
         fake, real, m = _equal_sides(ctx, gen, n)
         params = {**self.base(ctx, m, m), "prc_neighborhood": fidelity.PRC_NEIGHBOURHOOD, "ball": "<="}
-        return self.values(ctx, stage, n, fidelity.prc(fake, real), params)
+        ceiling = ctx.ceiling("prc", fidelity.prc)
+        return self.values(ctx, stage, n, self.real(fidelity.prc(fake, real), ceiling), params)
 
 
 @registry.metrics.register("density_coverage")
@@ -78,12 +97,13 @@ class DensityCoverage(_DomainFeatures):
 
     def outputs(self, ctx, stage, n):
         m, t = count_label(min(n, len(ctx.reference[0]))), domain_tag(ctx)
-        return {"density": (f"density@{m}/{t}", True), "coverage": (f"coverage@{m}/{t}", True)}
+        return self.with_ceiling({"density": (f"density@{m}/{t}", True), "coverage": (f"coverage@{m}/{t}", True)})
 
     def compute(self, ctx, gen, stage, n):
         fake, real, m = _equal_sides(ctx, gen, n)
         params = {**self.base(ctx, m, m), "k": 5, "library": "own (Naeem et al. 2020 definitions)"}
-        return self.values(ctx, stage, n, diversity.density_coverage(real, fake, k=5), params)
+        ceiling = ctx.ceiling("density_coverage", lambda a, b: diversity.density_coverage(a, b, k=5))
+        return self.values(ctx, stage, n, self.real(diversity.density_coverage(real, fake, k=5), ceiling), params)
 
 
 @registry.metrics.register("stacked_modes")
