@@ -325,11 +325,10 @@ def _flush(t: Training, rows: Tensor, names: list[str], done: int, seconds: floa
         G_k, D_k = t.group.nets(k)
         if loop.sample_every and done % loop.sample_every == 0 and done != loop.steps:
             t.samples[k].write(G_k, done)
-        if done in t.evaluators[k].steps:
-            t.samples[k].timeline(G_k, done)  # a strip of fixed latents at each curve evaluation
+        strip = t.samples[k].timeline(G_k, done) if done in t.evaluators[k].steps else None  # fixed latents
         curve = t.evaluators[k].at_flush(G_k, done)
         if t.events:
-            t.events[k].write(records + (curve or []))
+            t.events[k].write(records + (curve or []), strip, done)
         if done % loop.ckpt_every == 0 or done == loop.steps:
             t.group.save(k, run.checkpoint_file, step=done, G=G_k, D=D_k, opt_g=t.opt_g, opt_d=t.opt_d,
                          extra={"spec": spec_record(t.data.spec)})

@@ -53,9 +53,12 @@ class SampleWriter:
     def write(self, G, step: int) -> None:
         self._write(G, step, self.run.samples_dir / f"step-{step:07d}.png", len(self.z))
 
-    def timeline(self, G, step: int) -> None:
+    def timeline(self, G, step: int):
+        """The strip's path, which TensorBoard shows as the run's sample image at this step."""
         n = TIMELINE_IMAGES if self.data.spec.kind == "images" else TIMELINE_POINTS
-        self._write(G, step, self.run.samples_dir / "timeline" / f"step-{step:07d}.png", n, inches=2.5)
+        path = self.run.samples_dir / "timeline" / f"step-{step:07d}.png"
+        self._write(G, step, path, n, inches=2.5)
+        return path
 
     def _write(self, G, step: int, path, n: int, inches: float = 4) -> None:
         fake = generate(self.variant, G, self.z[:n], None if self.y is None else self.y[:n])

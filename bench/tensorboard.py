@@ -1,7 +1,7 @@
 """TensorBoard event files beside a run's metrics.jsonl (`log_tensorboard: true`, the optional
 `tensorboard` extra). The loop hands over the records it has just written at a flush (window means
-of the losses, and the curve metrics when the flush evaluates), so the events never add a host
-copy: metrics.jsonl stays the record, the events are a view of it for people who watch runs there."""
+of the losses, the curve metrics and the sample strip when the flush evaluates), so the events
+never add a host copy: metrics.jsonl stays the record, the events are a view of it for people who watch runs there."""
 
 from __future__ import annotations
 
@@ -17,8 +17,15 @@ class EventLog:
 
         self.writer = SummaryWriter(log_dir=str(run_path / FOLDER))
 
-    def write(self, records: list[dict]) -> None:
-        """train records as train/<name>, curve records as curve/<label> (the label carries the protocol)."""
+    def write(self, records: list[dict], strip: Path | None = None, step: int = 0) -> None:
+        """train records as train/<name>, curve records as curve/<label> (the label carries the protocol),
+        and the timeline strip just written (samples/timeline/) as the image `samples` at its step."""
+        if strip is not None:
+            import numpy as np
+            from PIL import Image
+
+            with Image.open(strip) as picture:
+                self.writer.add_image("samples", np.asarray(picture.convert("RGB")), step, dataformats="HWC")
         for r in records:
             value = r.get("value")
             if r.get("kind") not in ("train", "curve") or not isinstance(value, float) or not math.isfinite(value):

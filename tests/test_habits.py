@@ -334,6 +334,10 @@ def test_log_tensorboard_writes_losses_and_curve_metrics_at_flushes_and_keeps_th
     assert curve and [e.step for e in events.Scalars(curve[0])] == [3, 6]
     loss = next(r["value"] for r in run.read_metrics() if r["name"] == "loss_d" and r["step"] == 3)
     assert events.Scalars("train/loss_d")[0].value == pytest.approx(loss, rel=1e-6)
+    # the sample strip of each curve evaluation, the same picture as samples/timeline/
+    assert [e.step for e in events.Images("samples")] == [3, 6]
+    strip = (run.samples_dir / "timeline" / "step-0000006.png").read_bytes()
+    assert events.Images("samples")[-1].width > 0 and len(strip) > 0
 
 
 def test_log_tensorboard_without_the_package_is_one_line(tmp_path, bench_cli, monkeypatch):
