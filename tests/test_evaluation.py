@@ -135,8 +135,9 @@ def test_bench_eval_appends_records_for_a_finished_run(digits_runs, capsys):
     assert code == 0, err
     added = run.read_metrics()[before:]
     assert {(r["name"], r["kind"], r["label"]) for r in added} == {
-        ("fd", "final", "FD@500/all/digits-mlp"), ("kid", "final", "KID@500/all/digits-mlp")}
-    assert added[1]["protocol"]["kid_subset_size"] == 500
+        ("fd", "final", "FD@500/all/digits-mlp"), ("kid", "final", "KID@500/all/digits-mlp"),
+        ("fd_real", "final", "FD-real@500/all/digits-mlp"), ("kid_real", "final", "KID-real@500/all/digits-mlp")}
+    assert next(r for r in added if r["name"] == "kid")["protocol"]["kid_subset_size"] == 500
     assert "FD@500/all/digits-mlp" in out and "seconds:" in err
     code = main(["eval", str(run.path), "--metrics", "fid_typo"])
     out, err = capsys.readouterr()
