@@ -92,7 +92,7 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
         from bench.status import read_rows, render
 
         rows = read_rows([p.run.path for p in planned], [p.config.flat() for p in planned])
-        click.echo(render(rows, f"{name}: {len(planned)} runs (dry run, nothing trained)"))
+        click.echo(render(rows, f"{name}: {len(planned)} runs (dry run, nothing trained)", grid.text or ""))
         return
     placement = Placement(jobs, _gpu_list(gpus), per_gpu)
     write_atomic(results / name / "grid.yaml", grid.text or "")
@@ -113,7 +113,7 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
     from bench.progress import GridProgress
 
     outcomes: dict[str, str] = {}
-    with GridProgress(todo, placement.slots, grid=planned) as progress:
+    with GridProgress(todo, placement.slots, grid=planned, grid_text=grid.text or "") as progress:
         units = scheduler.pack_units(todo, pack)
         step_progress = progress.steps_for if placement.slots == 1 and backend == "local" else None
         for rid, outcome, seconds in execute(units, backend, placement, retry_failed, address, step_progress):
@@ -191,13 +191,16 @@ def status(grids, sets, smoke, watch, max_runs, results):
             if Path(grid).is_file():
                 from bench import scheduler
 
-                _, name, configs, _ = _grid_and_configs(grid, sets, smoke, max_runs)
-                out.append((name, [p.run.path for p in scheduler.plan(results, name, configs)], None))
+                parsed, name, configs, _ = _grid_and_configs(grid, sets, smoke, max_runs)
+                out.append((name, [p.run.path for p in scheduler.plan(results, name, configs)], None,
+                            parsed.text or ""))
             elif (results / grid).is_dir():
                 from bench.status import grid_order
 
                 paths = sorted(p for p in (results / grid).iterdir() if (p / "config.yaml").is_file())
-                out.append((grid, paths, grid_order(results / grid)))  # groups in grid order, else run-id order
+                saved = results / grid / "grid.yaml"
+                text = saved.read_text(errors="replace") if saved.is_file() else ""
+                out.append((grid, paths, grid_order(results / grid), text))  # groups in grid order, else run-id order
             else:
                 raise BenchError(f"no grid named {grid!r} under {results}; pass a grid file or a name listed "
                                  f"by bench status")
@@ -207,10 +210,10 @@ def status(grids, sets, smoke, watch, max_runs, results):
         from bench.status import in_grid_order, read_rows, render
 
         tables, active = [], False
-        for name, paths, planned in groups():
+        for name, paths, planned, grid_text in groups():
             rows = in_grid_order(read_rows(paths), planned)
             active |= any(r.state in ("running", "queued") for r in rows)
-            tables.append(render(rows, f"{name}: {len(rows)} runs"))
+            tables.append(render(rows, f"{name}: {len(rows)} runs", grid_text))
         if watch:
             click.clear()
         click.echo("\n\n".join(tables))

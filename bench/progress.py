@@ -11,12 +11,13 @@ import click
 
 
 class GridProgress:
-    def __init__(self, planned, slots: int, grid=None):
+    def __init__(self, planned, slots: int, grid=None, grid_text: str = ""):
         self.planned = {p.run.id: p for p in planned}
-        from bench.status import varying_config_keys
+        from bench.status import describer
 
-        # The keys that vary over the whole grid (`grid`, default the runs to train) name each run.
-        self.keys = varying_config_keys([p.config.flat() for p in (grid or planned)])
+        # What varies over the whole grid (`grid`, default the runs to train) names each run, in the
+        # grid file's words (named bundles by their names).
+        self.describer = describer([p.config.flat() for p in (grid or planned)], grid_text, bare=True)
         self.total, self.done, self.slots = len(planned), 0, max(slots, 1)
         self.trained = [0, 0.0]  # steps this process trained and their wall seconds, for the ETA
         self.tty = sys.stderr.isatty()
@@ -34,9 +35,7 @@ class GridProgress:
             self.bar.close()
 
     def describe(self, rid: str) -> str:
-        flat = self.planned[rid].config.flat()
-        return " ".join([rid, flat["variant"], flat["dataset"]] +
-                        [f"{k}={flat.get(k)}" for k in self.keys if k not in ("variant", "dataset")])
+        return f"{rid} {self.describer(self.planned[rid].config.flat())}"
 
     def run_done(self, rid: str, outcome: str, seconds: float) -> None:
         self.done += 1

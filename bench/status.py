@@ -70,11 +70,6 @@ def read_rows(run_paths: list[Path], configs: Optional[list[dict]] = None) -> li
     return rows
 
 
-def varying_keys(rows: list[RunRow]) -> list[str]:
-    """Config keys whose value differs between runs: what tells the rows apart."""
-    return varying_config_keys([r.config for r in rows])
-
-
 def varying_config_keys(configs: list[dict]) -> list[str]:
     """variant, dataset, then the other keys whose value differs between the configs, then seed."""
     # Keys every run has; a variant's own keys (absent from other variants' runs) would be noise.
@@ -82,6 +77,32 @@ def varying_config_keys(configs: list[dict]) -> list[str]:
     varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
     first = [k for k in ("variant", "dataset") if k in varying or k in keys]
     return first + [k for k in varying if k not in first and k != "seed"] + (["seed"] if "seed" in keys else [])
+
+
+def describer(configs: list[dict], grid_text: str = "", bare: bool = False):
+    """config -> 'variant=... dataset=... <what varies> seed=N' (variant and dataset without their key
+    when `bare`). An axis of named bundles reads `labels=one_sided` instead of the keys it sets, when
+    every config matches one of its values (bench/report/names.py); other varying keys read key=value."""
+    from bench.report.names import matches, parse_axes
+
+    varying = [k for k in varying_config_keys(configs) if len({repr(c.get(k)) for c in configs}) > 1]
+    named = []  # (axis, its values) where each config matches a named value and more than one is used
+    for axis in parse_axes(grid_text):
+        hits = [next((v for v in axis.values if matches(v, c)), None) for c in configs]
+        if all(h is not None and h.name is not None for h in hits) and len({h.name for h in hits}) > 1:
+            named.append(axis)
+
+    def describe(config: dict) -> str:
+        words = [config.get(k) if bare else f"{k}={config.get(k)}" for k in ("variant", "dataset")]
+        covered = {"variant", "dataset", "seed"}
+        for axis in named:
+            value = next(v for v in axis.values if matches(v, config))
+            words.append(f"{axis.name}={value.name}")
+            covered |= {key.split(".")[-1] for key, _ in value.settings} | {key for key, _ in value.settings}
+        words += [f"{k}={config.get(k)}" for k in varying if k not in covered and k in config]
+        return " ".join(map(str, words + ([f"seed={config['seed']}"] if "seed" in config else [])))
+
+    return describe
 
 
 def by_configuration(rows: list[RunRow]) -> list[RunRow]:
@@ -127,13 +148,12 @@ def in_grid_order(rows: list[RunRow], planned: Optional[list[dict]]) -> list[Run
     return sorted(rows, key=lambda r: order.get(configuration(r.config), len(order)))
 
 
-def render(rows: list[RunRow], title: str) -> str:
-    keys = varying_keys(rows)
+def render(rows: list[RunRow], title: str, grid_text: str = "") -> str:
+    describe = describer([r.config for r in rows], grid_text)
     lines = [title, f"{'run id':12}  {'state':9}  {'step':>13}  {'steps/s':>8}  config"]
     for row in by_configuration(rows):
         rate = f"{row.rate:8.1f}" if row.rate else f"{'-':>8}"
-        desc = " ".join(f"{k}={row.config.get(k)}" for k in keys)
-        lines.append(f"{row.run_id:12}  {row.state:9}  {row.step:>6}/{row.steps:<6}  {rate}  {desc}")
+        lines.append(f"{row.run_id:12}  {row.state:9}  {row.step:>6}/{row.steps:<6}  {rate}  {describe(row.config)}")
     counts = {s: sum(r.state == s for r in rows) for s in ORDER}
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n) + eta_text(rows))
     for row in rows:

@@ -169,6 +169,30 @@ def test_progress_lines_name_the_varying_keys_and_dry_run_groups_by_configuratio
         ["seed=0", "seed=1"] * 3
 
 
+def test_status_dry_run_and_progress_name_a_named_bundle_by_its_name(tmp_path, bench_cli, bench_cache):
+    named = LABELS_GRID.replace("""  labels:
+    - {real_label: 1.0, fake_label: 0.0}
+    - {real_label: 0.9, fake_label: 0.0}
+    - {real_label: 0.9, fake_label: 0.1}""", """  labels:
+    none: {real_label: 1.0, fake_label: 0.0}
+    one_sided: {real_label: 0.9, fake_label: 0.0}
+    two_sided: {real_label: 0.9, fake_label: 0.1}""")
+    (tmp_path / "labels.yaml").write_text(named)
+    code, out, err = bench_cli("run", "labels.yaml", "--dry-run")
+    assert code == 0, err
+    rows = [line.split("  ")[-1] for line in out.splitlines() if "queued" in line and "seed=" in line]
+    assert rows == [f"variant=dcgan dataset=digits labels={n} seed={s}"
+                    for n in ("none", "one_sided", "two_sided") for s in (0, 1)]
+    code, out, err = bench_cli("run", "labels.yaml", "--set", "seeds=1")
+    assert code == 0, err
+    assert [line.split(": ")[0].split(" ", 2)[2] for line in err.splitlines() if line.startswith("[")] == \
+        [f"dcgan digits labels={n} seed=0" for n in ("none", "one_sided", "two_sided")]
+    code, out, err = bench_cli("status", "labels")
+    assert code == 0, err
+    assert sorted(line.split("  ")[-1] for line in out.splitlines() if " done " in line) == \
+        [f"variant=dcgan dataset=digits labels={n} seed=0" for n in ("none", "one_sided", "two_sided")]
+
+
 def test_ctrl_c_prints_the_command_that_resumes(tmp_path, bench_cli, monkeypatch):
     from bench import scheduler
 
@@ -208,7 +232,7 @@ def _rows(out: str) -> list[dict]:
      {("1.0", "0.0"), ("0.9", "0.0"), ("1.0", "0.1"), ("0.9", "0.1")}),
     ("labels=[{real_label: 0.9}]", 5, lambda rows: "real_label" not in rows[0]),
     ("labels=one_sided", 5, lambda rows: True),
-    ("labels=[none, two_sided]", 10, lambda rows: {r["fake_label"] for r in rows} == {"0.0", "0.1"}),
+    ("labels=[none, two_sided]", 10, lambda rows: {r["labels"] for r in rows} == {"none", "two_sided"}),
     ("seeds=1", 3, lambda rows: {r["seed"] for r in rows} == {"0"}),
     ("seeds=[3, 7]", 6, lambda rows: {r["seed"] for r in rows} == {"3", "7"}),
     ("seed=2", 3, lambda rows: {r["seed"] for r in rows} == {"2"}),

@@ -218,3 +218,24 @@ def test_bundle_names_survive_yaml_booleans(tmp_path):
                                     "    two_sided: {real_label: 0.9, fake_label: 0.1}\n")
     h = next(iter(_report(grid).headlines.values()))
     assert [r.label for r in h.rows] == ["off", "one_sided", "two_sided"]
+
+
+def test_ceiling_line_measured_at_a_smaller_count_says_so(tmp_path):
+    """The domain ceiling scores half the reference against the other half: when that half is smaller than
+    the generated count, the headline says which counts the line and the columns use."""
+    grid = tmp_path / "digits"
+    for variant in ("dcgan", "wgan"):
+        for seed in range(5):
+            proto = {"kind": "final", "seed": seed, "n_gen": 5000, "ceiling_n": 2500}
+            recs = [curve_record(600, "recall", 0.6 + 0.01 * seed, "R@5k/train/digits-mlp", True, **proto),
+                    curve_record(600, "recall_real", 0.88, "R-real@5k/train/digits-mlp", True, **proto),
+                    curve_record(600, "fd", 20.0 + seed, "FD@10k/train/digits-mlp", False, kind="final", seed=seed,
+                                 n_gen=10000, ceiling_n=10000),
+                    curve_record(600, "fd_real", 3.0, "FD-real@10k/train/digits-mlp", False, kind="final", seed=seed,
+                                 n_gen=10000, ceiling_n=10000)]
+            write_run(grid, {"variant": variant, "dataset": "mnist5k", "seed": seed}, "done", recs, 600)
+    (grid / "grid.yaml").write_text("name: digits\ngrid:\n  variant: [dcgan, wgan]\n")
+    h = next(iter(_report(grid).headlines.values()))
+    assert h.ceiling[[m.name for m in h.metrics].index("recall")] == "0.880"
+    notes = [n for n in h.notes if n.startswith("Ceiling line")]
+    assert len(notes) == 1 and "one half of 2,500 real images" in notes[0] and "5,000 generated" in notes[0]

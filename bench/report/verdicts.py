@@ -148,7 +148,7 @@ def fill(heads: dict, table: pd.DataFrame, scores: pd.DataFrame, data: GridData,
 
 def _ceiling(h, data: GridData, cols: pd.DataFrame, cids: list[str], values: dict) -> list[str] | None:
     """The real-data line: each metric's `<name>_real` column of the same protocol, or every mode."""
-    line, any_value = [], False
+    line, any_value, counts = [], False, set()
     for m in h.metrics:
         cell = "–"
         if m.column is not None:
@@ -160,9 +160,18 @@ def _ceiling(h, data: GridData, cols: pd.DataFrame, cids: list[str], values: dic
                 x = x[np.isfinite(x)]
                 if len(x):
                     cell, any_value = num(float(x.mean()), sig3(float(x.mean()))), True
+                    fields = data.protocols.get(real.iloc[0]["protocol"]) or {}
+                    half, n_gen = fields.get("ceiling_n"), fields.get("n_gen")
+                    if half and n_gen and half != n_gen:
+                        counts.add((int(half), int(n_gen)))
             elif m.name == "modes_covered" and (data.protocols.get(me["protocol"]) or {}).get("modes"):
                 cell, any_value = f"{int(data.protocols[me['protocol']]['modes'])} (all)", True
         line.append(cell)
+    for half, n_gen in sorted(counts):  # the reference has fewer images than two generated sets would need
+        h.notes.append(f"Ceiling line: one half of {half:,} real images against the other half, while the columns "
+                       f"score {n_gen:,} generated images (the reference holds too few for two sets of {n_gen:,}); "
+                       f"FD's small-sample bias is larger at {half:,}, so read the line as the reach of real data, "
+                       f"not an exact bound at {n_gen:,}.")
     return line if any_value else None
 
 
