@@ -55,6 +55,7 @@ METRIC_HELP = {
     "class_scores": "conditional runs: judge accuracy on the asked-for labels, per-class KID, diversity",
     "class_scores_inception": "conditional runs on natural images: linear judge on Inception features, "
                               "per-class accuracy and KID (needs its weights)",
+    "class_msssim": "conditional runs on natural images: intra-class MS-SSIM beside real pairs of each class",
     "probe": "opt-in: linear probe on D's features beside a random D and raw pixels",
     "fid": "alias (torch-fidelity's name): fd on built-in data, inception on natural images",
     "isc": "alias: the Inception Score, part of inception",

@@ -154,3 +154,28 @@ def test_applies_only_to_conditional_runs_on_natural_images(folder):
     unconditional = EvalContext(config, data, variant, torch.device("cpu"), fidelity.Weights())
     assert not registry.metrics.get(METRIC)().applies(unconditional)
     assert registry.metrics.get(METRIC)().families == ("natural",)
+
+
+def test_intra_class_msssim_needs_no_weights_and_reads_one_for_a_class_collapsed_generator(folder, tmp_path,
+                                                                                          monkeypatch):
+    """Pixels only, so offline it is computed, not skipped: a G that gives one image per class scores
+    MS-SSIM 1 within every class, while real images of the class (and a G that draws them) score lower."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    ctx = make_ctx(folder, fidelity.Weights())
+    metric = registry.metrics.get("class_msssim")()
+    assert metric.applies(ctx) and metric.families == ("natural",)
+
+    class OnePerClass(Planted):
+        def forward(self, z, y):
+            return torch.stack([self.x[(self.y == c).nonzero()[0, 0]] for c in y.tolist()])
+
+    faithful = {v.name: v for v in run_protocol(ctx, Planted(ctx.data, {}), FINAL, names=["class_msssim"], n=60)}
+    collapsed = {v.name: v for v in run_protocol(ctx, OnePerClass(ctx.data, {}), FINAL, names=["class_msssim"], n=60)}
+    assert collapsed["msssim_class_mean"].value == pytest.approx(1.0, abs=1e-5)
+    real = faithful["msssim_class_real"].value
+    assert real == collapsed["msssim_class_real"].value < 0.9  # the real line does not depend on the generator
+    assert faithful["msssim_class_mean"].value < 0.9
+    assert collapsed["msssim_class_gap"].value == pytest.approx(1.0 - real, abs=1e-5)
+    params = faithful["msssim_class_mean"].params
+    assert "skipped" not in params and params["classes_scored"] == 3 and params["pairs_per_class"] == 100
+    assert faithful["msssim_class_mean"].label == "MS-SSIM-class@100pairs/class"

@@ -71,7 +71,7 @@ def test_top_activating_images_of_a_brightness_channel_are_the_brightest(tmp_pat
 
     G, _ = nets()
     written = rep.write_pictures(tmp_path / "representation", G, D, images, torch.device("cpu"))
-    assert [p.name for p in written] == ["filters-d.png", "filters-g.png", "top-activations.png"]
+    assert [p.name for p in written] == ["filters-d.png", "filters-g.png", "top-activations.png", "top-crops.png"]
     with Image.open(written[2]) as im:
         grid = np.asarray(im.convert("L")).astype(int)
     assert grid.shape == (4 * (8 + 2) + 2, 8 * (8 + 2) + 2)  # 4 channels x the top 8, padding 2
@@ -79,6 +79,31 @@ def test_top_activating_images_of_a_brightness_channel_are_the_brightest(tmp_pat
     assert first_row == sorted(first_row, reverse=True) and first_row[0] > 220  # brightest first
     with Image.open(written[0]) as im:
         assert im.size == (2 * (3 * rep.TILE_SCALE + 1) + 1,) * 2  # 4 filters of 3x3: a 2 x 2 grid
+
+
+def test_receptive_field_of_a_dcgan_chain_and_the_crop_around_the_unit_that_fired():
+    """Two 4x4 stride-2 pad-1 convs: a unit of the second sees 10 pixels, one map step is 4 pixels, the
+    first unit is centred at pixel 1.5. A planted bright 10 x 10 patch under the unit at map (2, 1) of a
+    16 px image is where a brightness channel fires, and its crop is that patch."""
+    D = nn.Sequential(nn.Conv2d(1, 4, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(4, 4, 4, 2, 1), nn.Conv2d(4, 1, 4))
+    assert rep.receptive_field(D) == (10, 4, 1.5)
+    with torch.no_grad():
+        for p in D.parameters():
+            p.zero_()
+        D[0].weight[0] = 1 / 16
+        D[2].weight[0, 0] = 1 / 16
+    image = torch.zeros(1, 1, 16, 16, dtype=torch.uint8)
+    top, left = round(1.5 + 2 * 4 - 4.5), round(1.5 + 1 * 4 - 4.5)  # the field of unit (2, 1): rows 5-14, cols 1-10
+    image[0, 0, top:top + 10, left:left + 10] = 200
+    responses, where, shape = rep.channel_maps(D, image, torch.device("cpu"))
+    assert shape == (4, 4) and int(where[0, 0]) == 2 * 4 + 1
+    crop = rep.field_crops(image, where[:, 0], shape[1], D)
+    assert crop.shape == (1, 1, 10, 10) and (crop == 200).all()
+    # The corner unit's field is rows and columns -3 to 6: white past the border, then the image (its
+    # rows 5-6 and columns 1-6 are the patch's corner).
+    corner = rep.field_crops(image, torch.tensor([0]), shape[1], D)[0, 0]
+    assert (corner[:3] == 255).all() and (corner[:, :3] == 255).all()
+    assert (corner[3:8, 3:] == 0).all() and (corner[8:, 4:] == 200).all() and (corner[8:, 3] == 0).all()
 
 
 def test_report_shows_the_pictures_of_runs_evaluated_with_the_probe(tmp_path):
@@ -115,7 +140,8 @@ def test_bench_eval_with_the_probe_writes_the_pictures_into_the_run_folder(tmp_p
     assert main(["eval", str(run.path), "--metrics", "probe", "--checkpoint", "final", "--n", "200"]) == 0, \
         capsys.readouterr().err
     folder = run.path / "representation"
-    assert sorted(p.name for p in folder.glob("*.png")) == ["filters-d.png", "filters-g.png", "top-activations.png"]
+    assert sorted(p.name for p in folder.glob("*.png")) == ["filters-d.png", "filters-g.png", "top-activations.png",
+                                                            "top-crops.png"]
     with Image.open(folder / "top-activations.png") as im:
         assert im.size == (8 * (16 + 2) + 2, rep.CHANNELS_SHOWN * (16 + 2) + 2)  # 4 channels x 8 images of 16 px
     D = registry.variants.get(config.variant)(config.options, registry.datasets.get(config.dataset).load(

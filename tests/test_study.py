@@ -228,3 +228,43 @@ def test_latent_arithmetic_moves_a_planted_concept_and_chance_stays_at_the_class
     assert out["hit"] > 0.8 and out["chance"] == pytest.approx(1 / 3, abs=0.05) and out["classes"] == 3
     assert (classify(out["start"]) == out["B"]).all() and (out["A"] != out["B"]).all()
     assert latent_arithmetic(z, lambda z: torch.zeros(len(z), dtype=torch.long), 3, g) is None
+
+
+def test_class_pages_put_each_class_on_its_own_row_with_shared_latents(tmp_path, monkeypatch):
+    """A conditional run's final samples include class pages: one row per class (4 per page here, so 10
+    digits make pages of 4, 4 and 2 rows), the same latents in every row; the pixels of a planted
+    row are exactly that row's samples, and the report shows the first page."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from bench import samples
+    from bench.report import visuals
+
+    monkeypatch.setattr(samples, "CLASSES_PER_PAGE", 4)
+    config = resolve({"variant": "cgan", "dataset": "digits", "image_size": 8, "cgan.width": 8, "batch_size": 4,
+                      "steps": 2, "log_every": 2, "ckpt_every": 2, "eval_every": -1, "eval_n": 100, "device": "cpu",
+                      "seed": 0})
+    run = RunDir(tmp_path / "results", "g", config.run_id)
+    run.write_config(config.flat())
+    assert loop.train(run, config) == "done"
+    pages = sorted((run.samples_dir / "classes").glob("*.png"))
+    assert [p.name for p in pages] == [f"step-0000002-p0{i}.png" for i in (1, 2, 3)]
+    heights = [Image.open(p).size[1] for p in pages]
+    assert heights == [2 + 4 * 10, 2 + 4 * 10, 2 + 2 * 10]  # rows of 8 px tiles with 2 px padding
+
+    # Planted samples: row r is the constant gray r / 3 in [-1, 1] terms; every tile of the row reads so.
+    fake = torch.cat([torch.full((8, 1, 8, 8), -1 + 2 * r / 3) for r in range(4)])
+    page = np.asarray(samples.class_rows_image(fake, ["a", "b", "c", "a_much_longer_class_name_than_the_rest"], 8))
+    margin = page.shape[1] - (2 + 8 * 10)
+    for r in range(4):
+        tile = page[2 + r * 10: 2 + r * 10 + 8, margin + 2: margin + 2 + 8 * 10 - 2]
+        gray = round(255 * r / 3)
+        assert abs(int(tile[:, :8].min()) - gray) <= 1 and abs(int(tile[:, :8].max()) - gray) <= 1
+    assert (page[:, :margin] < 128).any()  # the labels are drawn in the margin
+
+    runs = pd.DataFrame([{"run_id": config.run_id, "config": "cgan", "seed": 0, "finished": True, "path": run.path}])
+    report = SimpleNamespace(data=SimpleNamespace(runs=runs), shown_configs=["cgan"], samples=[])
+    visuals.class_pages(report)
+    (shown,) = report.samples
+    assert shown.path == pages[0] and "page 1 of 3" in shown.caption and "one row per class" in shown.caption

@@ -67,5 +67,19 @@ def class_scores(ctx, gen, n: int) -> tuple[dict[str, float], dict]:
     return scores, params
 
 
+def intra_class_msssim(fake: torch.Tensor, fake_labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor,
+                       k: int, seed: int, device=None) -> tuple[float, float, int]:
+    """Mean over classes of MS-SSIM on PAIRS_PER_CLASS random pairs within the class, for the generated
+    and the real images, over the classes with at least two images on both sides (their count is returned)."""
+    g_fake, g_real = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+    gen, ref = [], []
+    for c in range(k):
+        fake_c, real_c = fake[fake_labels == c], real[real_labels == c]
+        if len(fake_c) >= 2 and len(real_c) >= 2:
+            gen.append(diversity.mean_msssim(fake_c, PAIRS_PER_CLASS, g_fake, device=device))
+            ref.append(diversity.mean_msssim(real_c, PAIRS_PER_CLASS, g_real, device=device))
+    return _mean(gen), _mean(ref), len(gen)
+
+
 def _mean(xs) -> float:
     return float(np.mean(xs)) if len(xs) else math.nan

@@ -277,6 +277,7 @@ def write_report(grid_dir: Path, out_dir: Path, options: Options = Options(),
             visuals.timeline_figures(report, fig_dir)
         collect_samples(report)
         visuals.representation_samples(report)
+        visuals.class_pages(report)
         visuals.headline_samples(report)
         keep = {f.path.name for f in [*report.figures, *report.headline_figures.values()]}
         for old in fig_dir.glob("*.png") if fig_dir.is_dir() else ():

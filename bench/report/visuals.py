@@ -116,6 +116,8 @@ REPRESENTATION = {  # <run>/representation/ files (bench eval --metrics probe wr
     "filters-g.png": "G's last conv layer, one tile per input channel (each min-max scaled on its own)",
     "top-activations.png": "the 8 real images that most activate each of 4 channels of D's deepest conv layer "
                            "(spatial max; one row per channel, the strongest first)",
+    "top-crops.png": "the same images cropped to the receptive field of the unit that fired most (white past "
+                     "the image border): the part of the image the channel responds to",
 }
 
 
@@ -131,3 +133,22 @@ def representation_samples(report: Report) -> None:
                 report.samples += [Sample(config, r.run_id, f, f"{config}: run {r.run_id}, seed {r.seed}, "
                                           f"{REPRESENTATION[f.name]}") for f in files]
                 break
+
+
+def class_pages(report: Report) -> None:
+    """A conditional run's class pages (samples/classes/, one row per class, the same latents in every
+    row): the first page of the latest step of the first finished seed per shown configuration."""
+    runs = report.data.runs
+    runs = runs[runs["finished"] & runs["config"].isin(report.shown_configs)].sort_values("seed", kind="stable")
+    for config in report.shown_configs:
+        for r in runs[runs["config"] == config].itertuples():
+            folder = Path(r.path) / "samples" / "classes"
+            pages = sorted(folder.glob("step-*-p*.png")) if folder.is_dir() else []
+            if not pages:
+                continue
+            last = pages[-1].name.rsplit("-p", 1)[0]
+            pages = [p for p in pages if p.name.rsplit("-p", 1)[0] == last]
+            more = f"; page 1 of {len(pages)}, the others in the run's samples/classes/" if len(pages) > 1 else ""
+            report.samples.append(Sample(config, r.run_id, pages[0], f"{config}: run {r.run_id}, seed {r.seed}, "
+                                         f"{last}: one row per class, the same latents in every column{more}"))
+            break

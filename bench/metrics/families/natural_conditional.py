@@ -1,12 +1,13 @@
 """Class-conditional runs on natural images (folders, Stanford Dogs, Cartoon Set attributes...): the
 per-class scores of docs/protocols.md §6 in the Inception protocol's features, with a linear judge
 fitted on the real train split (the math is bench/metrics/inception_judge.py). Missing Inception
-weights raise fidelity.MissingWeights, recorded as skipped like the other natural-image metrics."""
+weights raise fidelity.MissingWeights, recorded as skipped like the other natural-image metrics; the
+intra-class MS-SSIM is pixels only and is computed offline too."""
 
 from __future__ import annotations
 
 from bench import registry
-from bench.metrics import fidelity, inception_judge
+from bench.metrics import conditional, diversity, fidelity, inception_judge
 from bench.metrics.context import metrics_cache
 from bench.metrics.families.base import N_FINAL, Metric
 from bench.metrics.records import fidelity_library
@@ -54,3 +55,32 @@ class ClassScoresInception(Metric):
                        "judge_n_fit": int(judge.state["n_fit"]), "judge_n_heldout": int(judge.state["n_heldout"]),
                        "n_gen": n, "n_ref": len(images), "library": fidelity_library()})
         return self.values(ctx, stage, n, scores, params)
+
+
+@registry.metrics.register("class_msssim")
+class ClassMSSSIM(Metric):
+    """Conditional runs on natural images: intra-class MS-SSIM of generated pairs beside real pairs of the
+    same class (Odena et al. 2017's per-class diversity). Pixels only, so it needs no weights offline."""
+
+    families = ("natural",)
+
+    def applies(self, ctx):
+        return ctx.family == "natural" and ctx.conditional and ctx.reference[1] is not None
+
+    def n_gen(self, ctx, stage, n):
+        return n or max(N_FINAL, inception_judge.MIN_PER_CLASS * ctx.spec.num_classes)
+
+    def outputs(self, ctx, stage, n):
+        p = conditional.PAIRS_PER_CLASS
+        return {"msssim_class_mean": (f"MS-SSIM-class@{p}pairs/class", False),
+                "msssim_class_real": (f"MS-SSIM-class-real@{p}pairs/class", False),
+                "msssim_class_gap": (f"MS-SSIM-class-gap@{p}pairs/class", False)}
+
+    def compute(self, ctx, gen, stage, n):
+        fake, real, used = conditional.intra_class_msssim(gen.images[:n], gen.labels[:n], *ctx.reference,
+                                                          ctx.spec.num_classes, ctx.eval_seed, ctx.device)
+        params = {**diversity.msssim_settings(ctx.image_size).record(), "pairs_per_class": conditional.PAIRS_PER_CLASS,
+                  "classes_scored": used, "classes": ctx.spec.num_classes, "n_gen": n, "n_ref": len(ctx.reference[0]),
+                  "extractor": "none (pixels)", "labels": "balanced blocks (i % K)"}
+        return self.values(ctx, stage, n, {"msssim_class_mean": fake, "msssim_class_real": real,
+                                           "msssim_class_gap": fake - real}, params)
