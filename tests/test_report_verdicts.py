@@ -230,12 +230,17 @@ def test_ceiling_line_measured_at_a_smaller_count_says_so(tmp_path):
             recs = [curve_record(600, "recall", 0.6 + 0.01 * seed, "R@5k/train/digits-mlp", True, **proto),
                     curve_record(600, "recall_real", 0.88, "R-real@5k/train/digits-mlp", True, **proto),
                     curve_record(600, "fd", 20.0 + seed, "FD@10k/train/digits-mlp", False, kind="final", seed=seed,
-                                 n_gen=10000, ceiling_n=10000),
+                                 n_gen=10000, ceiling_n=2500),
                     curve_record(600, "fd_real", 3.0, "FD-real@10k/train/digits-mlp", False, kind="final", seed=seed,
-                                 n_gen=10000, ceiling_n=10000)]
+                                 n_gen=10000, ceiling_n=2500),
+                    curve_record(600, "kid", 0.1 + seed, "KID@2k/train/digits-mlp", False, kind="final", seed=seed,
+                                 n_gen=2000, ceiling_n=2000),
+                    curve_record(600, "kid_real", 0.0, "KID-real@2k/train/digits-mlp", False, kind="final", seed=seed,
+                                 n_gen=2000, ceiling_n=2000)]
             write_run(grid, {"variant": variant, "dataset": "mnist5k", "seed": seed}, "done", recs, 600)
     (grid / "grid.yaml").write_text("name: digits\ngrid:\n  variant: [dcgan, wgan]\n")
     h = next(iter(_report(grid).headlines.values()))
     assert h.ceiling[[m.name for m in h.metrics].index("recall")] == "0.880"
     notes = [n for n in h.notes if n.startswith("Ceiling line")]
-    assert len(notes) == 1 and "one half of 2,500 real images" in notes[0] and "5,000 generated" in notes[0]
+    # One sentence for both columns measured above the half's count; KID's ceiling at its own count needs none.
+    assert len(notes) == 1 and "one half of 2,500 real images" in notes[0] and "5,000 and 10,000 generated" in notes[0]

@@ -167,11 +167,12 @@ def _ceiling(h, data: GridData, cols: pd.DataFrame, cids: list[str], values: dic
             elif m.name == "modes_covered" and (data.protocols.get(me["protocol"]) or {}).get("modes"):
                 cell, any_value = f"{int(data.protocols[me['protocol']]['modes'])} (all)", True
         line.append(cell)
-    for half, n_gen in sorted(counts):  # the reference has fewer images than two generated sets would need
+    for half in sorted({h for h, _ in counts}):  # the reference has fewer images than two generated sets would need
+        n = " and ".join(f"{g:,}" for g in sorted(g for h2, g in counts if h2 == half))
         h.notes.append(f"Ceiling line: one half of {half:,} real images against the other half, while the columns "
-                       f"score {n_gen:,} generated images (the reference holds too few for two sets of {n_gen:,}); "
-                       f"FD's small-sample bias is larger at {half:,}, so read the line as the reach of real data, "
-                       f"not an exact bound at {n_gen:,}.")
+                       f"score {n} generated images (the reference holds too few for two such sets); FD's "
+                       f"small-sample bias is larger at {half:,}, so read the line as the reach of real data, not "
+                       f"an exact bound at the columns' counts.")
     return line if any_value else None
 
 
