@@ -21,6 +21,7 @@ from bench import registry
 from bench.datasets import cache as cache_mod
 from bench.errors import BenchError
 
+REPO = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
 BREEDS = ["n02000001-Alpha_dog", "n02000002-Beta_hound", "n02000003-Gamma_terrier"]
 RED, BLUE = (220, 20, 20), (20, 20, 220)
@@ -188,6 +189,21 @@ def test_imagefolder_flat_is_unlabelled_and_subfolders_are_classes(tmp_path):
     classes = load("imagefolder", 8, root=str(tmp_path / "classes"))
     assert classes.spec.class_names == ("ant", "zebra")
     assert classes.labels.tolist() == [0, 0, 0, 1, 1]
+
+
+def test_a_filesystem_root_home_or_huge_folder_is_refused_as_data_root(tmp_path, monkeypatch, bench_cli):
+    from bench.datasets import files
+
+    for root in ("/", str(Path.home())):
+        with pytest.raises(BenchError, match=r"is a filesystem root or the home folder, not a dataset"):
+            load("imagefolder", 8, root=root)
+    flat_tree(tmp_path / "many", 6)
+    monkeypatch.setattr(files, "MAX_WALK_ENTRIES", 5)
+    with pytest.raises(BenchError, match=r"more than 5 entries under .*many; point data.root at"):
+        load("imagefolder", 8, root=str(tmp_path / "many"))
+    code, _, err = bench_cli("run", str(REPO / "ablations" / "smoke.yaml"), "--set", "dataset=imagefolder",
+                             "--set", "data.root=/", "--dry-run")
+    assert code == 2 and err.count("\n") == 1 and "filesystem root or the home folder" in err
 
 
 def test_one_corrupt_jpeg_is_skipped_counted_and_listed(tmp_path):

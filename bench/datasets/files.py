@@ -45,11 +45,24 @@ def is_image(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+MAX_WALK_ENTRIES = 10_000_000  # files and folders seen while listing one dataset folder (ImageNet has 1.3M)
+
+
 def list_images(folder: Path, recursive: bool = False) -> list[str]:
-    """Image files under `folder` as sorted POSIX paths relative to it; hidden entries skipped."""
-    found = []
+    """Image files under `folder` as sorted POSIX paths relative to it; hidden entries skipped.
+    A filesystem root or the home folder is refused, and a walk past MAX_WALK_ENTRIES stops: a
+    mistyped data.root would otherwise hash every image on the disk into one dataset."""
+    resolved = Path(folder).resolve()
+    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
+        raise BenchError(f"data.root {folder} is a filesystem root or the home folder, not a dataset; point "
+                         f"data.root at the folder that holds the dataset's images")
+    found, seen = [], 0
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
+        seen += len(dirnames) + len(filenames)
+        if seen > MAX_WALK_ENTRIES:
+            raise BenchError(f"more than {MAX_WALK_ENTRIES:,} entries under {folder}; point data.root at the "
+                             f"dataset's own folder")
         base = Path(dirpath).relative_to(folder)
         found.extend((base / f).as_posix() for f in filenames if is_image(f))
     return sorted(found)
