@@ -84,6 +84,7 @@ class _Stacked(Dataset):
 
     Options = StackedMNISTOptions
     feature_family = "domain_stacked"  # a per-channel digit judge counts the 1,000 modes (docs/protocols.md §4)
+    judge = "cnn"  # an SVC on MNIST digits stays below the 0.98 the count needs (bench/metrics/cnn_judge.py)
 
     @classmethod
     def pool(cls, options, image_size: int) -> tuple[np.ndarray, np.ndarray, str]:
