@@ -150,7 +150,9 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights, no
         G, D = variant.build()
     checkpoint.load_into(run.checkpoint_file, state, fix=checkpoint.RETRAIN, G=G, D=D)
     G, D = G.to(device), D.to(device)
-    ctx = EvalContext(config, data, variant, device, weights)
+    from bench.loop import fit_classifier
+
+    ctx = EvalContext(config, data, variant, device, weights, fit_classifier=fit_classifier)
     if names and notes is not None:
         from bench.metrics.suite import resolve_names
 

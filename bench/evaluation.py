@@ -43,13 +43,13 @@ def eval_steps(loop) -> set[int]:
 class Evaluator:
     """Runs the cheap curve protocol at scheduled flushes and the full protocol at the end."""
 
-    def __init__(self, run: RunDir, config, variant, data, device: torch.device, weights=None):
+    def __init__(self, run: RunDir, config, variant, data, device: torch.device, weights=None, fit_classifier=None):
         from bench.metrics.context import EvalContext
 
         self.run, self.config, self.variant, self.device = run, config, variant, device
         self.steps = eval_steps(config.loop)
         self.enabled = config.loop.eval_every >= 0
-        self.ctx = EvalContext(config, data, variant, device, weights)
+        self.ctx = EvalContext(config, data, variant, device, weights, fit_classifier=fit_classifier)
         self.primary = PRIMARY[self.ctx.family]
         self.best_key = self._restore_best()
 

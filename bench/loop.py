@@ -256,7 +256,7 @@ def _open_runs(t: Training, configs: list[RunConfig], variant, paths: dict) -> N
         checkpoint.remove_partial_writes(run.path)  # temporary files of writes a kill interrupted
         run.truncate_metrics(t.start)  # records written after the checkpoint by a killed process
         t.samples.append(SampleWriter(run, variant, t.data, t.device))
-        t.evaluators.append(Evaluator(run, c, variant, t.data, t.device))
+        t.evaluators.append(Evaluator(run, c, variant, t.data, t.device, fit_classifier=fit_classifier))
         run.set_status("running", step=t.start, start_step=t.start, steps=t.loop.steps, started=time.time(),
                        data=t.data.info, fast_paths=paths)
 

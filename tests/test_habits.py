@@ -65,7 +65,7 @@ def test_help_lists_every_metric_and_alias_once(bench_cli):
 def test_unknown_metric_lists_names_and_aliases(mixed_grid, bench_cli):
     code, _, err = bench_cli("eval", str(mixed_grid), "--metrics", "fidd")
     assert code == 2 and err.count("\n") == 1
-    assert "valid: class_scores," in err and "(aliases: fid, is, isc)" in err
+    assert "valid: class_msssim, class_scores," in err and "(aliases: fid, is, isc)" in err
 
 
 # 3. bench eval on a mixed grid

@@ -41,8 +41,10 @@ class EvalContext:
     """One run's evaluation setting: dataset, device, weights, and lazily built shared pieces."""
 
     def __init__(self, config, data, variant, device: torch.device, weights: Optional[Weights] = None,
-                 eval_seed: int = EVAL_SEED):
+                 eval_seed: int = EVAL_SEED, fit_classifier=None):
         self.config, self.data, self.variant, self.device = config, data, variant, device
+        # bench.loop.fit_classifier, handed in by the caller: metrics never import the loop (it imports them)
+        self.fit_classifier = fit_classifier
         self.weights = weights or Weights.from_env()
         self.eval_seed = eval_seed
         self.dataset = config.dataset
@@ -148,7 +150,7 @@ class EvalContext:
             from bench.metrics import cnn_judge
 
             path = metrics_cache() / cnn_judge.cache_name(channels, digits, self.eval_seed)
-            return cnn_judge.CNNJudge.load_or_fit(path, channels, digits, self.eval_seed)
+            return cnn_judge.CNNJudge.load_or_fit(path, channels, digits, self.eval_seed, self.fit_classifier)
         return extractors.DigitJudge.fit(channels, digits, self.eval_seed)
 
     @functools.cached_property
