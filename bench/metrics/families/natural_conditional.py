@@ -13,10 +13,8 @@ from bench.metrics.families.base import N_FINAL, Metric
 from bench.metrics.records import fidelity_library
 
 
-@registry.metrics.register("class_scores_inception")
-class ClassScoresInception(Metric):
-    """Conditional runs on natural images: judge accuracy on requested labels (overall, worst class,
-    the real held-out ceiling) and per-class KID, all on Inception pool features."""
+class _NaturalConditional(Metric):
+    """Conditional runs on labelled natural images, scored on balanced blocks of max(10,000, 100 x K)."""
 
     families = ("natural",)
 
@@ -25,6 +23,12 @@ class ClassScoresInception(Metric):
 
     def n_gen(self, ctx, stage, n):
         return n or max(N_FINAL, inception_judge.MIN_PER_CLASS * ctx.spec.num_classes)
+
+
+@registry.metrics.register("class_scores_inception")
+class ClassScoresInception(_NaturalConditional):
+    """Conditional runs on natural images: judge accuracy on requested labels (overall, worst class,
+    the real held-out ceiling) and per-class KID, all on Inception pool features."""
 
     def outputs(self, ctx, stage, n):
         per, t = n // ctx.spec.num_classes, f"{ctx.ref_split}/inception-lr"
@@ -58,17 +62,9 @@ class ClassScoresInception(Metric):
 
 
 @registry.metrics.register("class_msssim")
-class ClassMSSSIM(Metric):
+class ClassMSSSIM(_NaturalConditional):
     """Conditional runs on natural images: intra-class MS-SSIM of generated pairs beside real pairs of the
     same class (Odena et al. 2017's per-class diversity). Pixels only, so it needs no weights offline."""
-
-    families = ("natural",)
-
-    def applies(self, ctx):
-        return ctx.family == "natural" and ctx.conditional and ctx.reference[1] is not None
-
-    def n_gen(self, ctx, stage, n):
-        return n or max(N_FINAL, inception_judge.MIN_PER_CLASS * ctx.spec.num_classes)
 
     def outputs(self, ctx, stage, n):
         p = conditional.PAIRS_PER_CLASS
