@@ -100,12 +100,9 @@ class CNNJudge:
         return cls(weights, hashlib.sha256(buffer.getvalue()).hexdigest())
 
     def check(self) -> None:
-        from bench.metrics.extractors import JUDGE_MIN_ACCURACY
-        from bench.errors import BenchError
+        from bench.metrics.extractors import check_judge_accuracy
 
-        if self.heldout_accuracy < JUDGE_MIN_ACCURACY:
-            raise BenchError(f"stacked-digits judge reaches {self.heldout_accuracy:.3f} held-out accuracy, below "
-                             f"{JUDGE_MIN_ACCURACY}; the mode count would be unreliable, so it is not computed")
+        check_judge_accuracy(self.heldout_accuracy)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch: int = 4096) -> torch.Tensor:

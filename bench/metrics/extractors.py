@@ -196,6 +196,13 @@ def load_or_fit(path: Path, images: torch.Tensor, labels: torch.Tensor, source: 
 
 # ------------------------------------------------------------------ stacked-digits judge
 
+def check_judge_accuracy(accuracy: float) -> None:
+    """Every stacked-digits judge (this SVC, bench/metrics/cnn_judge.py's CNN) is held to one floor."""
+    if accuracy < JUDGE_MIN_ACCURACY:
+        raise BenchError(f"stacked-digits judge reaches {accuracy:.3f} held-out accuracy, below "
+                         f"{JUDGE_MIN_ACCURACY}; the mode count would be unreliable, so it is not computed")
+
+
 @dataclass
 class DigitJudge:
     """An RBF SVC on single 8x8 channels (docs/protocols.md §4). Refitted per process: it takes a tenth of a
@@ -218,9 +225,7 @@ class DigitJudge:
         return cls(model, accuracy, digest)
 
     def check(self) -> None:
-        if self.heldout_accuracy < JUDGE_MIN_ACCURACY:
-            raise BenchError(f"stacked-digits judge reaches {self.heldout_accuracy:.3f} held-out accuracy, below "
-                             f"{JUDGE_MIN_ACCURACY}; the mode count would be unreliable, so it is not computed")
+        check_judge_accuracy(self.heldout_accuracy)
 
     def predict(self, images: torch.Tensor, batch: int = 20_000) -> torch.Tensor:
         """N x 3 digits of uint8 N x 3 x H x W stacks, each channel judged on its own."""
