@@ -119,6 +119,9 @@ def resolve(raw: dict[str, Any], where: str = "config") -> RunConfig:
     if dataset.kind not in variant.data_kinds:
         raise Incompatible(f"{where}: variant '{variant_name}' needs {' or '.join(variant.data_kinds)}, "
                            f"dataset '{dataset_name}' is {dataset.kind}")
+    if variant.conditional and dataset.labelled(config.data) is False:
+        raise Incompatible(f"{where}: variant '{variant_name}' needs class labels, dataset '{dataset_name}' "
+                           f"has none as configured; {dataset.label_fix}")
     if dataset.kind == "images" and config.loop.image_size not in IMAGE_SIZES:
         raise BenchError(f"{where}: 'image_size' must be one of {', '.join(map(str, IMAGE_SIZES))}, "
                          f"got {config.loop.image_size}")

@@ -87,6 +87,16 @@ def test_cgan_on_unlabelled_images_names_the_fix():
         variant.build()
 
 
+@pytest.mark.parametrize("keys, fix", [({"dataset": "anime"}, "with classes"),
+                                       ({"dataset": "cartoonset"}, "set data.attribute")])
+def test_conditional_variant_on_data_without_labels_is_skipped_before_training(keys, fix):
+    """Known from the options alone, so a grid (and --dry-run) skips it instead of a run failing at build."""
+    with pytest.raises(Incompatible, match=f"'cgan' needs class labels.*{fix}"):
+        resolve({"variant": "cgan", **keys})
+    resolve({"variant": "dcgan", **keys})  # the unconditional variant is fine on the same data
+    resolve({"variant": "cgan", "dataset": "cartoonset", "data.attribute": "hair_color"})
+
+
 def test_shared_option_names():
     """Same meaning, same name: every variant takes the GANConfig keys; nets share width/hidden."""
     for name in registry.variants.names():

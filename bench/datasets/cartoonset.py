@@ -52,6 +52,12 @@ class CartoonSet(FileDataset):
     fetchable = True
     feature_family = "natural"  # Inception and VGG16
 
+    label_fix = "set data.attribute (e.g. hair_color) to use one of its attributes as the class"
+
+    @classmethod
+    def labelled(cls, options: CartoonOptions) -> bool:
+        return bool(options.attribute)
+
     @classmethod
     def source(cls, options: CartoonOptions, image_size: int) -> Source:
         root = require_dir(cls.root(options), "Cartoon Set folder", cls.fix(cls.root(options)))

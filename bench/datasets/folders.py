@@ -85,6 +85,10 @@ class Anime(FileDataset):
     feature_family = "natural"  # Inception and VGG16
 
     @classmethod
+    def labelled(cls, options: FileOptions) -> bool:
+        return False
+
+    @classmethod
     def source(cls, options: FileOptions, image_size: int) -> Source:
         root = require_dir(cls.root(options), "anime folder", cls.fix(cls.root(options)))
         files = list_images(root)
