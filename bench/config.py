@@ -24,7 +24,7 @@ import yaml
 from bench import published, registry
 from bench.checks import SEED, STEPS, Range, clip, field_range, ranged, short
 from bench.errors import BenchError
-from bench.identity import DATA_IDENTITY, NOT_HASHED, run_id
+from bench.identity import DATA_IDENTITY, run_id
 
 DATA_PREFIX = "data."
 IMAGE_SIZES = (8, 16, 32, 64, 128)

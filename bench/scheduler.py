@@ -111,7 +111,7 @@ def _train(runs: list[RunDir], threads: int, device: Optional[str], progress) ->
         configs = [resolve(run.read_config(), where=str(run.config_file)) for run in runs]
         for run, config in zip(runs, configs):
             check_data_identity(run, config)
-        if device:  # where a run executes is not part of its id (config.NOT_HASHED)
+        if device:  # where a run executes is not part of its id (identity.NOT_HASHED)
             configs = [dataclasses.replace(c, loop=dataclasses.replace(c.loop, device=device)) for c in configs]
         if len(runs) == 1:
             return [loop.train(runs[0], configs[0], progress)]

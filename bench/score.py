@@ -110,7 +110,7 @@ class ScoreSet:
         self.images, self.n, self.labels = images, len(images), None
         self._features = ctx.extractor.features(images)
 
-    def features(self, n: int) -> torch.Tensor:
+    def features(self, n: int):  # a torch.Tensor; torch is imported only when scoring starts
         return self._features[:n]
 
 

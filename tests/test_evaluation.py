@@ -3,7 +3,6 @@ offline natural-image runs, and `bench eval` on a finished run."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np

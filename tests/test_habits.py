@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from bench import registry
-from bench.cli import main
 from bench.config import resolve
 from bench.loop import train
 from bench.metrics import suite  # noqa: F401  (registers the metrics)

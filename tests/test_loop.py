@@ -23,7 +23,7 @@ from bench.loop import record_names, train
 from bench.runs import RunDir
 from bench.sampling import load_generator
 from bench.variant import Batch
-from conftest import REPO, tiny_grid
+from conftest import tiny_grid
 from variants.mlp_gan import MLPGAN
 
 

@@ -4,7 +4,6 @@ Random weights make the numbers meaningless but exercise every step a real file 
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest

@@ -26,7 +26,7 @@ from bench.errors import BenchError
 from bench.metrics import fidelity
 from bench.metrics.context import FEATURE_FAMILIES, EvalContext, feature_family
 from bench.metrics.records import record
-from bench.metrics.suite import CURVE, FINAL, run_protocol
+from bench.metrics.suite import FINAL, run_protocol
 
 N = 300
 SIZE = 16

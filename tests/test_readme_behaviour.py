@@ -13,7 +13,6 @@ import threading
 import time
 
 import pytest
-import yaml
 
 from bench import backends, locks
 from bench.backends import Placement

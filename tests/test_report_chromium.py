@@ -8,7 +8,6 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 
-import numpy as np
 import pytest
 
 from bench.report.build import Options, write_report

@@ -200,8 +200,6 @@ def test_an_empty_lock_left_by_a_kill_is_taken_over_by_the_next_run(tmp_path, be
 
 
 def test_a_claim_whose_holder_stopped_makes_run_exit_1_and_says_a_rerun_takes_it(tmp_path, bench_cli, monkeypatch):
-    from bench import scheduler
-
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump(tiny_grid()))
     # Another host's process claimed the run and stopped: its heartbeat goes stale while we look.
