@@ -137,6 +137,10 @@ def test_kl_without_high_quality_sample_is_counted_as_the_worst_value(tmp_path):
     st = report.stability.set_index("run_id")
     flagged = st[st["collapse_by"] == "no high-quality sample"]
     assert len(flagged) == 2 and report.rule_counts["collapse.no_hq"] == 2
+    from bench.report.text import render_markdown
+    md = render_markdown(report, tmp_path)  # the markdown page carries the HTML's rule table, counts included
+    row = next(line for line in md.splitlines() if line.startswith("| `collapse.no_hq`"))
+    assert row.startswith("| `collapse.no_hq` | `KL undefined` |") and row.endswith("| 2 |")
 
 
 def test_metric_at_one_value_for_every_run_is_uninformative_not_tested(tmp_path):

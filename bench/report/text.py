@@ -84,8 +84,10 @@ def render_markdown(report: Report, out_dir: Path) -> str:
         lines.append("")
     st = report.stability
     lines += ["## Stability", "", f"{int(st['diverged'].sum())} of {len(st)} runs diverged, "
-              f"{int(st['collapsed'].sum())} collapsed. Thresholds: "
-              + ", ".join(f"`{md_escape(k)}={md_escape(v)}`" for k, v in report.thresholds.describe()), ""]
+              f"{int(st['collapsed'].sum())} collapsed (onset = first evaluation from which the run never recovers).",
+              "", "| rule | setting | flags a run when | runs flagged |", "|---|---|---|---:|"]
+    lines += [f"| `{md_escape(k)}` | `{md_escape(v)}` | {md_escape(what)} | {report.rule_counts.get(k, 0)} |"
+              for k, v, what in report.thresholds.rules()] + [""]
     if report.figures:
         lines += ["## Figures", ""] + [f"![{md_escape(f.title)}]({quote(Path(os.path.relpath(f.path, out_dir)).as_posix())})"
                                        for f in report.figures] + [""]
