@@ -119,14 +119,13 @@ class Dataset(ABC):
     Options: type[DataOptions] = DataOptions
     kind = "images"  # or "points": lets a grid skip variant/dataset pairs that cannot work
     name = "dataset"  # set by the registry
+    label_fix = "use a dataset with classes, such as digits"  # the fix named when labelled() is False
 
     @classmethod
     def labelled(cls, options: DataOptions) -> Optional[bool]:
         """Whether its samples carry class labels; None when only the files can tell (a folder with or
         without class subfolders). False lets a grid skip a conditional variant before anything trains."""
         return None
-
-    label_fix = "use a dataset with classes, such as digits"  # the fix named when labelled() is False
 
     @classmethod
     def check(cls, options: DataOptions, image_size: int) -> None:
