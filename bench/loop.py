@@ -257,8 +257,9 @@ def _open_runs(t: Training, configs: list[RunConfig], variant, paths: dict) -> N
         run.truncate_metrics(t.start)  # records written after the checkpoint by a killed process
         t.samples.append(SampleWriter(run, variant, t.data, t.device))
         t.evaluators.append(Evaluator(run, c, variant, t.data, t.device, fit_classifier=fit_classifier))
+        # threads: float sums, and so a run's numbers, depend on the CPU thread count (docs/protocols.md §12)
         run.set_status("running", step=t.start, start_step=t.start, steps=t.loop.steps, started=time.time(),
-                       data=t.data.info, fast_paths=paths)
+                       data=t.data.info, fast_paths=paths, threads=torch.get_num_threads())
 
 
 def _same_but_seed(configs: list[RunConfig]) -> None:

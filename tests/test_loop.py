@@ -212,13 +212,22 @@ class Defiant(MLPGAN):
                 torch.optim.Adam(D.parameters(), lr=1e-3, fused=True))
 
 
-def _fast_paths(tmp_path, variant: str, **keys) -> dict:
+def _trained_status(tmp_path, variant: str, **keys) -> dict:
     config = resolve({"variant": variant, "dataset": "ring8", "steps": 2, "batch_size": 8, "log_every": 2,
                       "ckpt_every": 2, "eval_every": -1, "device": "cpu", **keys})
     run = RunDir(tmp_path / variant, "g", config.run_id)
     run.write_config(config.flat())
     assert train(run, config) == "done"
-    return run.status()["fast_paths"]
+    return run.status()
+
+
+def _fast_paths(tmp_path, variant: str, **keys) -> dict:
+    return _trained_status(tmp_path, variant, **keys)["fast_paths"]
+
+
+def test_status_records_the_thread_count_the_run_trained_with(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # what set_num_threads in a worker leaves
+    assert _trained_status(tmp_path, "mlp_gan")["threads"] == 3
 
 
 def test_fast_paths_record_what_ran_not_what_was_asked(tmp_path, monkeypatch):
