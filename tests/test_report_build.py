@@ -172,3 +172,17 @@ def test_report_code_never_imports_torch(tmp_path):
                          env={**os.environ, "MPLBACKEND": "Agg"}, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "o" / "cells" / "index.html").is_file()
+
+
+def test_curves_spanning_orders_of_magnitude_get_a_log_axis(tmp_path, monkeypatch):
+    from bench.report import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "_render", lambda path, stamp, key, draw, how: drawn.append(draw()))
+    steps = [50, 500, 1000, 2000]
+    fd = pd.DataFrame({"panel": "", "line": "off", "run_id": "r0", "step": steps, "value": [1700.0, 400.0, 90.0, 37.0]})
+    recall = fd.assign(value=[0.0, 0.2, 0.4, 0.45])  # a share with a zero: linear, log would drop the zero
+    figures.curve_figure(tmp_path, fd, "FD@2k", higher=False)
+    figures.curve_figure(tmp_path, recall, "R@5k", higher=True)
+    assert [f.axes[0].get_yscale() for f in drawn] == ["log", "linear"]
+    assert figures.wants_log_axis(np.array([1700.0, np.nan, 37.0])) and not figures.wants_log_axis(np.array([5.0, 3.0]))

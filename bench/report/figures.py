@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -35,7 +36,7 @@ BAND_RESAMPLES = 1_000
 BAND_SEED = 0
 OUTCOME_COLOURS = {"ok": "#1f77b4", "collapsed": "#d62728", "diverged": "black"}
 GRAD_COLOURS = {"grad_norm_d": "#2ca02c", "grad_norm_g": "#9467bd"}  # drawn under the losses
-FIGURE_VERSION = "7"  # bump when a drawing changes, so cached files are redrawn
+FIGURE_VERSION = "8"  # bump when a drawing changes, so cached files are redrawn
 
 
 def _key(kind: str, frame: pd.DataFrame, *extra) -> str:
@@ -149,6 +150,16 @@ def mean_band(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, lo, hi
 
 
+LOG_SPAN = 20.0  # a curve whose positive values span more than this ratio is drawn on a log axis
+
+
+def wants_log_axis(values: np.ndarray) -> bool:
+    """True when every finite value is positive and they span more than LOG_SPAN (FD falling from
+    1,700 at step 50 to 37 at the end): on a linear axis the end, where configurations differ, is flat."""
+    v = values[np.isfinite(values)]
+    return bool(len(v)) and bool((v > 0).all()) and v.max() / v.min() > LOG_SPAN
+
+
 def curve_figure(out_dir: Path, curves: pd.DataFrame, title: str, higher: bool | None, name: str = "") -> Path:
     """Mean over seeds with its 95% bootstrap band, one line per value of the baseline key, one panel
     per setting of the other keys: each panel is one ablation (baseline vs alternatives, all else equal).
@@ -179,9 +190,16 @@ def curve_figure(out_dir: Path, curves: pd.DataFrame, title: str, higher: bool |
                 ax.set_title(_wrap(panel, 52))
             ax.grid(alpha=0.3)
         _hide_unused(axes, len(panels))
+        log = wants_log_axis(frame["value"].to_numpy(float))
+        if log:  # sharey: every panel follows; ticks 1-2-5 as plain numbers (mathtext is off)
+            ax0 = axes.flat[0]
+            ax0.set_yscale("log")
+            ax0.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax0.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.6g}"))
+            ax0.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         arrow = "" if higher is None else (" (higher is better)" if higher else " (lower is better)")
         fig.supxlabel("step (G updates)", fontsize=9)
-        fig.supylabel("value" + arrow, fontsize=9)
+        fig.supylabel("value" + (", log scale" if log else "") + arrow, fontsize=9)
         fig.suptitle(_wrap(title, 100), fontsize=10)
         handles = [plt.Line2D([], [], color=palette[k], lw=2, label=_wrap(k, 40)) for k in lines]
         # margins in inches, set by hand: tight_layout would cost one more full draw per figure
