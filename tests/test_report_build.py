@@ -186,3 +186,14 @@ def test_curves_spanning_orders_of_magnitude_get_a_log_axis(tmp_path, monkeypatc
     figures.curve_figure(tmp_path, recall, "R@5k", higher=True)
     assert [f.axes[0].get_yscale() for f in drawn] == ["log", "linear"]
     assert figures.wants_log_axis(np.array([1700.0, np.nan, 37.0])) and not figures.wants_log_axis(np.array([5.0, 3.0]))
+
+
+def test_versions_name_the_cpu_thread_counts_the_runs_trained_with(tmp_path):
+    from bench.report.build import versions
+
+    grid = _cells(tmp_path)
+    assert "CPU threads per run (runs)" not in versions(load_grid(grid))  # runs that recorded none: no line
+    for i, status in enumerate(sorted(grid.glob("*/status.json"))):
+        st = json.loads(status.read_text())
+        status.write_text(json.dumps({**st, "threads": [1, 2, "two"][i % 3]}))  # "two": not a count, ignored
+    assert versions(load_grid(grid))["CPU threads per run (runs)"] == "1, 2"
