@@ -134,7 +134,7 @@ def _key_columns(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return records, table.drop(columns="rank")
 
 
-CACHE_VERSION = "2"  # bump when the tables built here change shape
+CACHE_VERSION = "3"  # bump when the tables built here change shape
 _FRAMES = ("runs", "records", "columns")
 
 
