@@ -27,7 +27,7 @@ from bench.errors import BenchError
 STATES = ("queued", "running", "done", "failed", "diverged")
 FINISHED = ("done", "diverged")
 DAMAGED = "damaged"  # not a state a run is put in: what readers report for a folder they cannot read
-_STATUS_INTS = ("step", "steps", "start_step")
+_STATUS_INTS = ("step", "steps", "start_step", "threads")
 _STATUS_TIMES = ("started", "finished", "updated")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader: 1,000 configs in well under a second
 

@@ -280,17 +280,13 @@ def _runs_table(run_dirs: list[Path], configs: list[dict], statuses: list[dict])
         label = ", ".join(f"{k}={_short(cfg[k])}" for k in varying if k in cfg) or "all runs"
         row = {"run_id": run_dir.name, "path": str(run_dir), "state": str(st.get("state", "queued")),
                "reason": str(st.get("reason", "") or ""), "status_step": st.get("step"),
-               "threads": st.get("threads") if _is_count(st.get("threads")) else None,
+               "threads": st.get("threads"),  # validated by RunDir.status
                "seed": cfg.get("seed"), "config_id": config_id(cfg), "config": label}
         row.update({f"cfg.{k}": _plain(v) for k, v in cfg.items()})
         rows.append(row)
     runs = pd.DataFrame(rows)
     runs["finished"] = runs["state"].isin(FINISHED)
     return runs
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _short(value: Any) -> str:
