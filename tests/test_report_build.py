@@ -185,6 +185,8 @@ def test_curves_spanning_orders_of_magnitude_get_a_log_axis(tmp_path, monkeypatc
     figures.curve_figure(tmp_path, fd, "FD@2k", higher=False)
     figures.curve_figure(tmp_path, recall, "R@5k", higher=True)
     assert [f.axes[0].get_yscale() for f in drawn] == ["log", "linear"]
+    for f in drawn:
+        figures.plt.close(f)
     assert figures.wants_log_axis(np.array([1700.0, np.nan, 37.0])) and not figures.wants_log_axis(np.array([5.0, 3.0]))
 
 

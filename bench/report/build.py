@@ -131,7 +131,7 @@ def versions(data: GridData | None = None) -> dict[str, str]:
             name, _, ver = lib.partition("==")
             out.setdefault(f"{name} (runs)", []).append(ver or lib)
         out = {k: ", ".join(v) for k, v in out.items()}
-        threads = sorted({int(n) for n in data.runs.get("threads", pd.Series(dtype=object)).dropna()})
+        threads = sorted({int(n) for n in data.runs["threads"].dropna()})  # every runs table has the column
         if threads:  # training's float sums depend on it (docs/protocols.md §12)
             out["CPU threads per run (runs)"] = ", ".join(map(str, threads))
     out["python"] = platform.python_version()
