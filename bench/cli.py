@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from bench.errors import BenchError
-from bench.fetch import data as data_commands
+from bench.data_command import data as data_commands
 
 RESULTS_HELP = "results folder (default: ./results or $BENCH_RESULTS)"
 
@@ -27,15 +27,15 @@ def cli():
 
 
 def max_runs_option(f):
-    from bench.grid import DEFAULT_MAX_RUNS
+    from bench.config.grid import DEFAULT_MAX_RUNS
 
     return click.option("--max-runs", type=click.IntRange(1), default=DEFAULT_MAX_RUNS, show_default=True,
                         help="refuse a grid file that expands to more runs than this")(f)
 
 
 def _grid_and_configs(grid_file: str, sets: tuple[str, ...], smoke: bool, max_runs: int):
-    from bench.config import load_grid, parse_set
-    from bench.grid import resolve_all
+    from bench.config.schema import load_grid, parse_set
+    from bench.config.grid import resolve_all
 
     grid = load_grid(grid_file)
     overrides = parse_set(sets)
@@ -70,7 +70,7 @@ def _gpu_list(text: str | None) -> tuple[int, ...]:
 @click.option("--address", default=None, help="dask scheduler (tcp://host:port) or ray address; "
                                                "default: a local cluster")
 @click.option("--pack", type=click.IntRange(1), default=1, show_default=True,
-              help="train up to this many runs that differ only in seed as one batched model (bench/packed.py)")
+              help="train up to this many runs that differ only in seed as one batched model (bench/train/packed.py)")
 @click.option("--retry-failed", is_flag=True, help="train failed runs again (they are skipped otherwise)")
 @click.option("--dry-run", is_flag=True, help="print the expanded runs and their state; train nothing")
 @click.option("--smoke", is_flag=True, help="shrink every run (steps, batch, image size) for a quick check; "
@@ -80,16 +80,17 @@ def _gpu_list(text: str | None) -> tuple[int, ...]:
 def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_failed, dry_run, smoke, max_runs,
         results):
     """Train every run of GRID_FILE that is not finished yet (killed runs resume)."""
-    from bench import locks, scheduler
-    from bench.backends import Placement, execute
-    from bench.runs import write_atomic
+    from bench.store import locks
+    from bench.launch import scheduler
+    from bench.launch.backends import Placement, execute
+    from bench.store.runs import write_atomic
 
     grid, name, configs, skipped = _grid_and_configs(grid_file, sets, smoke, max_runs)
     planned = scheduler.plan(results, name, configs)
     for reason in skipped:
         click.echo(f"skipped: {reason}", err=True)
     if dry_run:
-        from bench.status import read_rows, render
+        from bench.launch.status import read_rows, render
 
         rows = read_rows([p.run.path for p in planned], [p.config.flat() for p in planned])
         click.echo(render(rows, f"{name}: {len(planned)} runs (dry run, nothing trained)", grid.text or ""))
@@ -110,7 +111,7 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
         return
     for p in todo:
         scheduler.prepare(p)
-    from bench.progress import GridProgress
+    from bench.launch.progress import GridProgress
 
     outcomes: dict[str, str] = {}
     with GridProgress(todo, placement.slots, grid=planned, grid_text=grid.text or "") as progress:
@@ -150,7 +151,7 @@ def _exit_if_failed(failed: int, rerun: str, unfinished: int = 0) -> None:
 def _exit_disk_full(results: Path, name: str, rids: list[str], command: str) -> None:
     """A grid stopped by a full disk: one line, exit 1. Its runs are queued (or, where not even
     status.json could be written, still marked running), so the same command resumes them."""
-    from bench.scheduler import DISK_FULL_FIX, RunDir
+    from bench.launch.scheduler import DISK_FULL_FIX, RunDir
 
     reasons = [RunDir(results, name, rid).inspect().status.get("reason", "") for rid in rids]
     full = next((r[:-len(DISK_FULL_FIX)].rstrip("; ") for r in reasons if r.endswith(DISK_FULL_FIX)), None)
@@ -189,13 +190,13 @@ def status(grids, sets, smoke, watch, max_runs, results):
         out = []
         for grid in names:
             if Path(grid).is_file():
-                from bench import scheduler
+                from bench.launch import scheduler
 
                 parsed, name, configs, _ = _grid_and_configs(grid, sets, smoke, max_runs)
                 out.append((name, [p.run.path for p in scheduler.plan(results, name, configs)], None,
                             parsed.text or ""))
             elif (results / grid).is_dir():
-                from bench.status import grid_order
+                from bench.launch.status import grid_order
 
                 paths = sorted(p for p in (results / grid).iterdir() if (p / "config.yaml").is_file())
                 saved = results / grid / "grid.yaml"
@@ -207,7 +208,7 @@ def status(grids, sets, smoke, watch, max_runs, results):
         return out
 
     while True:
-        from bench.status import in_grid_order, read_rows, render
+        from bench.launch.status import in_grid_order, read_rows, render
 
         tables, active = [], False
         for name, paths, planned, grid_text in groups():
@@ -224,13 +225,13 @@ def status(grids, sets, smoke, watch, max_runs, results):
 
 cli.add_command(status, name="list")
 cli.add_command(data_commands)  # bench data fetch NAME
-from bench.eval_command import eval_command  # noqa: E402  (click only; no torch at import)
+from bench.study.eval_command import eval_command  # noqa: E402  (click only; no torch at import)
 cli.add_command(eval_command)  # bench eval RUN_DIR|GRID [--metrics a,b] [--n N] [--checkpoint final|best|all]
 from bench.report.command import report as report_command  # noqa: E402  (click only; no pandas at import)
 cli.add_command(report_command)  # bench report [GRID_NAME|RESULTS_DIR]...
 from bench.speed.command import speed as speed_command  # noqa: E402  (click only; no torch at import)
 cli.add_command(speed_command)  # bench speed [--variant dcgan] [--size 64] [--batch 128] [--paths]
-from bench.score import score_command; cli.add_command(score_command)  # noqa: E402,E702  bench score A B [--out F.json]
+from bench.study.score import score_command; cli.add_command(score_command)  # noqa: E402,E702  bench score A B [--out F.json]
 
 
 @cli.command()
@@ -243,7 +244,7 @@ from bench.score import score_command; cli.add_command(score_command)  # noqa: E
               help="the last checkpoint, the best by the curve (ckpt/best.pt), or the one saved at STEP")
 def sample(run_dir, n, out, class_, seed, which):
     """Write N samples of a run's checkpoint to an .npz (samples, labels, value_range, step)."""
-    from bench.sampling import sample_run
+    from bench.study.sampling import sample_run
 
     path = sample_run(run_dir, n, out, class_, seed, which)
     click.echo(f"wrote {n} samples to {path}", err=True)
@@ -261,7 +262,7 @@ def sample(run_dir, n, out, class_, seed, which):
 def explore(run_dir, which, interp, pairs, seed, device):
     """Interpolation strips (and a class sweep for conditional runs) into RUN/explore/, and the perceptual
     path length as a metric record."""
-    from bench.explore import explore_run
+    from bench.study.explore import explore_run
 
     files, lines = explore_run(run_dir, which, interp, pairs, seed, device)
     for line in lines:
@@ -293,7 +294,7 @@ def main(argv=None) -> int:
         exc.show()
         return 2
     except Exception as exc:
-        from bench.scheduler import disk_full
+        from bench.launch.scheduler import disk_full
 
         full = disk_full(exc)
         if not full:

@@ -2,7 +2,7 @@
 
 Names end up in run ids, folder names and report columns, so they are validated once here:
 lower-case, no path separators, never registered twice. `bench/` learns which variants exist only
-through this module; the `variants` package registers them when imported.
+through this module, which imports each kind's plugin module on first lookup.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from bench.errors import BenchError
 
 T = TypeVar("T")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-# Packages imported on first lookup so their modules can register themselves.
-PLUGIN_PACKAGES = ["variants", "bench.datasets"]
 
 
 class Registry:
     """A name -> entry table for one kind of thing (variant, dataset, metric)."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, plugins: str):
         self.kind = kind
+        self.plugins = plugins  # the module whose import registers every entry, loaded on first lookup
+        self._loaded = False
         self._entries: dict[str, object] = {}
         self._aliases: dict[str, tuple[str, ...]] = {}
 
@@ -50,7 +50,7 @@ class Registry:
 
     def candidates(self, name: str) -> tuple[str, ...]:
         """The registered names `name` stands for: itself, or an alias's targets in order."""
-        load_plugins()
+        self.load_plugins()
         if name in self._aliases:
             return self._aliases[name]
         if name in self._entries:
@@ -63,28 +63,24 @@ class Registry:
         return self._entries[self.candidates(name)[0]]
 
     def aliases(self) -> dict[str, tuple[str, ...]]:
-        load_plugins()
+        self.load_plugins()
         return dict(self._aliases)
 
     def names(self) -> list[str]:
-        load_plugins()
+        self.load_plugins()
         return sorted(self._entries)
 
-
-_loaded = False
-
-
-def load_plugins() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for package in PLUGIN_PACKAGES:
-            importlib.import_module(package)
+    def load_plugins(self) -> None:
+        """Import the plugin module once, so a fresh interpreter (a notebook, a new command) sees every
+        entry without knowing which module registers them."""
+        if not self._loaded:
+            self._loaded = True
+            importlib.import_module(self.plugins)
 
 
-variants = Registry("variant")
-datasets = Registry("dataset")
-metrics = Registry("metric")
+variants = Registry("variant", "variants")
+datasets = Registry("dataset", "bench.datasets.registered")
+metrics = Registry("metric", "bench.metrics.suite")
 # torch-fidelity's names: FID is `fd` on built-in data (domain features), `inception` on natural images.
 metrics.alias("fid", "fd", "inception")
 metrics.alias("isc", "inception")

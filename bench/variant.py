@@ -14,8 +14,8 @@ from typing import Literal, NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
-from bench.checks import POSITIVE, Range, ranged
-from bench.data import DataSpec
+from bench.config.checks import POSITIVE, Range, ranged
+from bench.datasets.core import DataSpec
 
 Stats = dict[str, Tensor]
 

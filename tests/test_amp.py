@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook
 
-from bench import loop
-from bench.config import resolve
-from bench.runs import RunDir
+from bench.train import loop
+from bench.config.schema import resolve
+from bench.store.runs import RunDir
 
 LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 

@@ -7,10 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from bench import loop, registry
-from bench.config import resolve
-from bench.data import DataSpec
-from bench.runs import RunDir
+from bench.train import loop
+
+from bench import registry
+from bench.config.schema import resolve
+from bench.datasets.core import DataSpec
+from bench.store.runs import RunDir
 from variants.nets import ConcatDiscriminator, ProjectionDiscriminator
 
 

@@ -1,4 +1,4 @@
-"""The stacked-MNIST judge: a small CNN fitted by bench/loop.py's fit_classifier on the pool's distinct
+"""The stacked-MNIST judge: a small CNN fitted by bench/train/loop.py's fit_classifier on the pool's distinct
 digits, cached as tensors and reloaded instead of refitted; MNIST-based stacks declare it, scikit-learn's
 8 x 8 stacks keep the SVC. The slow test holds the real judge to the 0.98 floor on the 5,000 offline digits."""
 
@@ -31,7 +31,7 @@ def small(monkeypatch):
 
 
 def test_fit_classifier_learns_a_separable_problem_from_a_fixed_seed(small):
-    from bench.loop import fit_classifier
+    from bench.train.loop import fit_classifier
 
     x, y = _bars(600)
     xf = cnn_judge.prepare(x)
@@ -46,7 +46,7 @@ def test_judge_is_cached_as_tensors_and_reloaded_not_refitted(tmp_path, monkeypa
     monkeypatch.setattr(cnn_judge, "STEPS", 60)
     channels, digits = _bars(500)
     path = tmp_path / cnn_judge.cache_name(channels, digits, 0)
-    from bench.loop import fit_classifier
+    from bench.train.loop import fit_classifier
 
     judge = cnn_judge.CNNJudge.load_or_fit(path, channels, digits, 0, fit_classifier)
     assert judge.heldout_accuracy > 0.95 and path.is_file()
@@ -70,7 +70,7 @@ def test_mnist_stacks_declare_the_cnn_and_sklearn_stacks_keep_the_svc():
 @pytest.mark.slow
 def test_cnn_judge_reaches_the_floor_on_the_offline_mnist_digits(tmp_path, monkeypatch):
     """The real fit on stacked_mnist5k's distinct digits at 32 px (the preset's size) clears 0.98."""
-    from bench.config import resolve
+    from bench.config.schema import resolve
     from bench.metrics import extractors
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
@@ -78,7 +78,7 @@ def test_cnn_judge_reaches_the_floor_on_the_offline_mnist_digits(tmp_path, monke
     data = registry.datasets.get("stacked_mnist5k").load(config.data, 32, torch.device("cpu"))
     channels, digits = extractors.distinct_channels(data.images, extractors.digits_of_modes(data.labels))
     assert len(channels) == 5000
-    from bench.loop import fit_classifier
+    from bench.train.loop import fit_classifier
 
     judge = cnn_judge.CNNJudge.load_or_fit(tmp_path / "judge.pt", channels, digits, 2020, fit_classifier)
     assert judge.heldout_accuracy >= extractors.JUDGE_MIN_ACCURACY

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from bench import registry
-from bench.config import resolve
+from bench.config.schema import resolve
 from bench.metrics import fidelity
 from bench.metrics.context import EvalContext, metrics_cache
 from bench.metrics.suite import FINAL, run_protocol

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.config import check_type, parse_grid, resolve
+from bench.config.schema import check_type, parse_grid, resolve
 from bench.errors import BenchError
 from conftest import run_dirs, tiny_grid
 
@@ -224,8 +224,8 @@ def test_exponents_without_a_dot_are_numbers(setting, value, bench_cli, write_gr
 def test_every_numeric_key_declares_a_range():
     """So --dry-run can refuse what training would choke on; parametrized from the registry."""
     from bench import registry
-    from bench.checks import field_range
-    from bench.config import LoopConfig, _fields
+    from bench.config.checks import field_range
+    from bench.config.schema import LoopConfig, _fields
 
     classes = [LoopConfig] + [registry.variants.get(n).Config for n in registry.variants.names()]
     classes += [registry.datasets.get(n).Options for n in registry.datasets.names()]
@@ -249,7 +249,7 @@ def test_short_visits_only_what_it_shows():
 
     import yaml
 
-    from bench.checks import short
+    from bench.config.checks import short
 
     deep: list = []
     node = deep

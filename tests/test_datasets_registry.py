@@ -11,10 +11,12 @@ import math
 import pytest
 import torch
 
-from bench import loop, registry
-from bench.config import resolve
+from bench.train import loop
+
+from bench import registry
+from bench.config.schema import resolve
 from bench.metrics.context import FEATURE_FAMILIES, EvalContext
-from bench.runs import RunDir
+from bench.store.runs import RunDir
 from test_metrics_registry import OFFLINE, SMALL, VARIANT
 
 CPU = torch.device("cpu")

@@ -12,11 +12,11 @@ from PIL import Image
 
 from bench import registry
 from bench.cli import main
-from bench.config import resolve
-from bench.evaluation import Evaluator
-from bench.loop import train
+from bench.config.schema import resolve
+from bench.metrics.evaluator import Evaluator
+from bench.train.loop import train
 from bench.metrics import fidelity
-from bench.runs import RunDir
+from bench.store.runs import RunDir
 
 REQUIRED = {"extractor", "n_gen", "ref_dataset", "ref_split", "ref_fingerprint", "checkpoint", "eval_seed",
             "library", "seed"}

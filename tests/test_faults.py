@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from bench import checkpoint
+from bench.store import checkpoint
 from bench.cli import main
 from bench.report.build import Options, write_report
 from bench.report.synthetic import curve_record, write_run
@@ -29,7 +29,7 @@ from bench.report.text import md_escape
 from conftest import tiny_grid
 
 SMALL = {"hidden_g": [32, 32], "hidden_d": [32, 32]}  # a tiny mlp_gan: its checkpoint is ~30 kB
-TEMP_GLOBS = (".*.tmp", "ckpt/.*", "samples/.*")  # what bench/runs.py's atomic writers leave when killed
+TEMP_GLOBS = (".*.tmp", "ckpt/.*", "samples/.*")  # what bench/store/runs.py's atomic writers leave when killed
 
 
 def _grid(**base) -> dict:
@@ -95,7 +95,7 @@ def _assert_same_runs(runs: dict[int, Path], reference: dict[int, Path]) -> None
 # ---- a full disk
 
 class FullDisk:
-    """Stands in for bench.checkpoint.save_atomic: the `at`-th checkpoint write fails as torch.save
+    """Stands in for bench.store.checkpoint.save_atomic: the `at`-th checkpoint write fails as torch.save
     fails on a full disk (half a temporary file, then a RuntimeError with the OSError in its chain).
     `sticky`: every write after it fails too (status.json included), until `free()`."""
 
@@ -151,7 +151,7 @@ def test_full_disk_queues_the_run_stops_the_grid_and_resumes_after_space_is_free
 
 
 def test_full_disk_that_keeps_status_json_from_being_written_says_so(bench_cli, write_grid, tmp_path, monkeypatch):
-    from bench import runs as store
+    from bench.store import runs as store
 
     grid = write_grid({**_grid(steps=30), "seeds": 2})
     disk = FullDisk(checkpoint.save_atomic, at=2, sticky=True)
@@ -405,7 +405,7 @@ def _bench_run_in_fork(grid: Path, results: Path, marks: Path) -> int:
         return pid
     code = 70
     try:
-        from bench.evaluation import Evaluator
+        from bench.metrics.evaluator import Evaluator
 
         real_flush, real_save = Evaluator.at_flush, checkpoint.save_atomic
 

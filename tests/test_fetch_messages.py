@@ -90,8 +90,8 @@ def test_unknown_name_lists_the_fetchable_ones(bench_cli):
 
 
 def test_fetch_help_lists_every_name(bench_cli):
-    from bench.fetch import BUILT_IN as built_in_text
-    from bench.fetch import FETCHABLE
+    from bench.data_command import BUILT_IN as built_in_text
+    from bench.data_command import FETCHABLE
 
     assert FETCHABLE.split(", ") == fetch_mod.fetchable()
     assert built_in_text.split(", ") == BUILT_IN

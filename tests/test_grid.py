@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from bench.config import parse_grid, resolve
+from bench.config.schema import parse_grid, resolve
 from bench.errors import BenchError
-from bench.grid import check_grid, count_runs, expand, resolve_all
+from bench.config.grid import check_grid, count_runs, expand, resolve_all
 from conftest import run_dirs, tiny_grid
 
 BASE = {"variant": "dcgan", "dataset": "digits"}
@@ -65,7 +65,7 @@ def test_run_id_covers_defaults_and_ignores_key_order():
 
 
 def test_run_id_is_stable_across_processes():
-    code = ("from bench.config import resolve;"
+    code = ("from bench.config.schema import resolve;"
             "print(resolve({'variant': 'dcgan', 'dataset': 'digits', 'real_label': 0.9}).run_id)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == resolve({"variant": "dcgan", "dataset": "digits", "real_label": 0.9}).run_id

@@ -26,13 +26,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench import registry
-from bench.checks import Range, field_range
+from bench.config.checks import Range, field_range
 from bench.cli import main
-from bench.config import LoopConfig, _fields, parse_grid
+from bench.config.schema import LoopConfig, _fields, parse_grid
 from bench.errors import BenchError
-from bench.grid import resolve_all
-from bench.loop import train
-from bench.runs import RunDir
+from bench.config.grid import resolve_all
+from bench.train.loop import train
+from bench.store.runs import RunDir
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
@@ -149,7 +149,7 @@ def structured(draw) -> bytes:
         top["grid"] = axes
     if draw(st.integers(0, 7)) == 7:
         top[draw(st.sampled_from(["description", "sweep", 1, "published"]))] = draw(junk)
-    if draw(st.integers(0, 7)) == 7:  # a paper's numbers for this grid (bench/published.py), perhaps mangled
+    if draw(st.integers(0, 7)) == 7:  # a paper's numbers for this grid (bench/config/published.py), perhaps mangled
         value = st.fixed_dictionaries({"row": texts, "metric": st.sampled_from(["modes_covered", "fid", "x", 3]),
                                        "config": st.one_of(st.just({"dataset": dataset}), junk),
                                        "mean": st.one_of(floats, ints, texts), "spread": st.one_of(floats, junk)})

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from bench import registry
-from bench.config import resolve
-from bench.loop import train
+from bench.config.schema import resolve
+from bench.train.loop import train
 from bench.metrics import suite  # noqa: F401  (registers the metrics)
-from bench.runs import RunDir
+from bench.store.runs import RunDir
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,7 +52,7 @@ def test_inception_score_names(alias):
 
 
 def test_help_lists_every_metric_and_alias_once(bench_cli):
-    from bench.eval_command import METRIC_HELP
+    from bench.study.eval_command import METRIC_HELP
 
     assert set(METRIC_HELP) == set(registry.metrics.names()) | set(registry.metrics.aliases())
     code, out, _ = bench_cli("eval", "--help")
@@ -110,9 +110,9 @@ grid:
 
 
 def _labels_plan(tmp_path):
-    from bench import scheduler
-    from bench.config import load_grid
-    from bench.grid import resolve_all
+    from bench.launch import scheduler
+    from bench.config.schema import load_grid
+    from bench.config.grid import resolve_all
 
     (tmp_path / "labels.yaml").write_text(LABELS_GRID)
     configs, _ = resolve_all(load_grid(str(tmp_path / "labels.yaml")))
@@ -129,7 +129,7 @@ def _setting(config) -> tuple:
     (2, [[(1.0, 0.0, 0), (1.0, 0.0, 1)], [(0.9, 0.0, 0), (0.9, 0.0, 1)], [(0.9, 0.1, 0), (0.9, 0.1, 1)]]),
 ])
 def test_training_order_is_seeds_first_across_configurations(tmp_path, pack, expected):
-    from bench.scheduler import pack_units
+    from bench.launch.scheduler import pack_units
 
     planned = _labels_plan(tmp_path)
     by_path = {str(p.run.path): p.config for p in planned}
@@ -137,7 +137,7 @@ def test_training_order_is_seeds_first_across_configurations(tmp_path, pack, exp
 
 
 def test_pack_rounds_keep_every_configuration_per_round(tmp_path):
-    from bench.scheduler import pack_units
+    from bench.launch.scheduler import pack_units
 
     planned = _labels_plan(tmp_path)  # 3 configurations x 2 seeds; pack 1 of 3 seeds is the same shape
     units = pack_units(planned, 1)
@@ -193,7 +193,7 @@ def test_status_dry_run_and_progress_name_a_named_bundle_by_its_name(tmp_path, b
 
 
 def test_ctrl_c_prints_the_command_that_resumes(tmp_path, bench_cli, monkeypatch):
-    from bench import scheduler
+    from bench.launch import scheduler
 
     (tmp_path / "labels.yaml").write_text(LABELS_GRID)
 

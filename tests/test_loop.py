@@ -16,12 +16,14 @@ import torch
 import yaml
 from torch import nn
 
-from bench import checkpoint, registry
-from bench.config import resolve
+from bench.store import checkpoint
+
+from bench import registry
+from bench.config.schema import resolve
 from bench.errors import BenchError
-from bench.loop import record_names, train
-from bench.runs import RunDir
-from bench.sampling import load_generator
+from bench.train.loop import record_names, train
+from bench.store.runs import RunDir
+from bench.study.sampling import load_generator
 from bench.variant import Batch
 from conftest import tiny_grid
 from variants.mlp_gan import MLPGAN
@@ -130,7 +132,7 @@ def test_gan_learns_ring8(tmp_path):
     run.write_config(config.flat())
     torch.manual_seed(0)
     variant = registry.variants.get("mlp_gan")(config.options, None)
-    from bench.data import DataSpec
+    from bench.datasets.core import DataSpec
     variant.spec = DataSpec((2,))
     G0, _ = variant.build()
     before = _near_mode_fraction(variant, G0)

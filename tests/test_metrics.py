@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from bench import registry
-from bench.config import LoopConfig, resolve
+from bench.config.schema import LoopConfig, resolve
 from bench.datasets.builtin import grid_centres, load_digit_pool, resize_square, ring_centres
-from bench.evaluation import eval_steps
+from bench.metrics.evaluator import eval_steps
 from bench.metrics import diversity, fidelity, modes
 from bench.metrics.context import EvalContext
 

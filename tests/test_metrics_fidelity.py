@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from bench import registry
-from bench.config import resolve
+from bench.config.schema import resolve
 from bench.errors import BenchError
 from bench.metrics import fidelity
 from bench.metrics.context import EvalContext, metrics_cache
 from bench.metrics.suite import FINAL, run_protocol
-from bench.samples import eval_latents, generate
+from bench.metrics.latents import eval_latents, generate
 from conftest import random_inception
 
 SIZE = 16

@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 
 from bench import registry
-from bench.config import resolve
+from bench.config.schema import resolve
 from bench.datasets.base import FileDataset
 from bench.errors import BenchError
 from bench.metrics import fidelity

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from bench import registry
-from bench.config import resolve
+from bench.config.schema import resolve
 from bench.datasets.synthetic import StackedOptions
 from bench.metrics import extractors, modes
 from bench.metrics.context import EvalContext

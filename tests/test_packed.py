@@ -1,4 +1,4 @@
-"""Many seeds in one process (bench/packed.py): a packed member trains as the single run of its seed,
+"""Many seeds in one process (bench/train/packed.py): a packed member trains as the single run of its seed,
 writes an ordinary run folder, and resumes as a pack or alone."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from bench import loop
-from bench.config import resolve
+from bench.train import loop
+from bench.config.schema import resolve
 from bench.errors import BenchError
-from bench.runs import RunDir
-from bench.sampling import load_generator
+from bench.store.runs import RunDir
+from bench.study.sampling import load_generator
 from conftest import run_dirs
 
 SEEDS = (3, 4, 5)
@@ -122,8 +122,9 @@ def test_bench_run_pack_groups_seeds_and_writes_ordinary_folders(bench_cli, writ
 
 
 def test_solo_and_pack_are_the_members_the_loop_is_typed_against():
-    from bench import packed, registry
-    from bench.data import DeviceData
+    from bench.train import packed
+    from bench import registry
+    from bench.datasets.core import DeviceData
 
     c = configs()[0]
     data = registry.datasets.get(c.dataset).load(c.data, c.loop.image_size, torch.device("cpu"))

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from bench import scheduler
-from bench.config import load_grid
-from bench.grid import resolve_all
-from bench.loop import train
-from bench.progress import GridProgress, StepBar
-from bench.status import RunRow, eta_text
+from bench.launch import scheduler
+from bench.config.schema import load_grid
+from bench.config.grid import resolve_all
+from bench.train.loop import train
+from bench.launch.progress import GridProgress, StepBar
+from bench.launch.status import RunRow, eta_text
 from conftest import tiny_grid
 
 

@@ -14,13 +14,15 @@ import time
 
 import pytest
 
-from bench import backends, locks
-from bench.backends import Placement
+from bench.launch import backends
+
+from bench.store import locks
+from bench.launch.backends import Placement
 from bench.cli import _gpu_list
-from bench.config import resolve
+from bench.config.schema import resolve
 from bench.errors import BenchError
-from bench.locks import RunLock
-from bench.runs import RunDir
+from bench.store.locks import RunLock
+from bench.store.runs import RunDir
 from conftest import REPO, run_dirs, tiny_grid
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -100,7 +102,7 @@ def test_heartbeat_keeps_touching_the_lock_until_release(tmp_path, monkeypatch):
 RACER = """
 import json, sys, time
 from pathlib import Path
-from bench import locks
+from bench.store import locks
 path, start, plan = Path(sys.argv[1]), float(sys.argv[2]), [float(t) for t in sys.argv[3].split(",")]
 read, seen = locks.read_lock, []
 
@@ -162,7 +164,7 @@ def test_a_third_process_cannot_claim_while_a_fresh_claim_is_put_back(tmp_path):
 
 @pytest.mark.parametrize("sample_every,steps", [(10, [10, 20, 30]), (0, [30])])
 def test_sample_every_writes_a_grid_at_those_steps(tmp_path, sample_every, steps):
-    from bench import loop
+    from bench.train import loop
 
     config = resolve({"variant": "dcgan", "dataset": "digits", "image_size": 8, "dcgan.width": 8, "steps": 30,
                       "batch_size": 8, "log_every": 5, "ckpt_every": 30, "eval_every": -1, "device": "cpu",

@@ -128,8 +128,8 @@ def test_report_shows_the_pictures_of_runs_evaluated_with_the_probe(tmp_path):
 @pytest.mark.slow
 def test_bench_eval_with_the_probe_writes_the_pictures_into_the_run_folder(tmp_path, bench_cache, capsys):
     from bench.cli import main
-    from bench.loop import train
-    from bench.runs import RunDir
+    from bench.train.loop import train
+    from bench.store.runs import RunDir
     from test_evaluation import tiny
 
     config = tiny("digits", eval_every=-1)

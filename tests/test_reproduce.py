@@ -16,9 +16,11 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import published, registry
+from bench.config import published
+
+from bench import registry
 from bench.report import published as measured
-from bench.config import load_grid, resolve
+from bench.config.schema import load_grid, resolve
 from conftest import REPO
 
 PRESETS = sorted((REPO / "ablations" / "reproduce").glob("*.yaml"))

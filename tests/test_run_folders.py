@@ -18,10 +18,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from bench.config import load_grid
-from bench.grid import resolve_all
-from bench.locks import RunLock, is_stale, read_lock
-from bench.runs import Damaged, RunDir
+from bench.config.schema import load_grid
+from bench.config.grid import resolve_all
+from bench.store.locks import RunLock, is_stale, read_lock
+from bench.store.runs import Damaged, RunDir
 from conftest import tiny_grid
 
 
@@ -71,7 +71,7 @@ def test_same_images_at_two_paths_share_run_ids_and_different_images_do_not(tmp_
 
 
 def test_files_changed_between_planning_and_training_are_refused(tmp_path, bench_cache):
-    from bench import scheduler
+    from bench.launch import scheduler
 
     grid = _folder_grid(tmp_path)
     a = _images(tmp_path / "a", seed=0)
@@ -211,7 +211,7 @@ def test_a_claim_whose_holder_stopped_makes_run_exit_1_and_says_a_rerun_takes_it
         return False
 
     monkeypatch.setattr(RunLock, "acquire", claimed_elsewhere)
-    monkeypatch.setattr("bench.locks.STALE_S", -1.0)
+    monkeypatch.setattr("bench.store.locks.STALE_S", -1.0)
     code, _, err = bench_cli("run", str(grid))
     assert code == 1
     assert "1 run(s) are claimed by processes that stopped" in err and "again to take them over" in err
@@ -245,7 +245,7 @@ def test_report_cache_is_data_not_code(tmp_path, bench_cli, trained_pair_source)
 
 
 def test_outputs_are_readable_by_others_like_any_file(tmp_path):
-    from bench.runs import save_atomic, write_atomic
+    from bench.store.runs import save_atomic, write_atomic
 
     write_atomic(tmp_path / "a.md", "x")
     save_atomic(tmp_path / "b.png", lambda tmp: Path(tmp).write_bytes(b"png"))

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.locks import RunLock
-from bench.runs import RunDir
+from bench.store.locks import RunLock
+from bench.store.runs import RunDir
 from conftest import tiny_grid
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench import loop
-from bench.config import resolve
-from bench.runs import RunDir
+from bench.train import loop
+from bench.config.schema import resolve
+from bench.store.runs import RunDir
 
 
 def train_losses(tmp_path, name: str, **paths) -> tuple[list[tuple[int, str, float]], dict]:

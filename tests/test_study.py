@@ -7,9 +7,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench import checkpoint, loop, registry
-from bench.config import resolve
-from bench.runs import RunDir
+from bench.store import checkpoint
+
+from bench.train import loop
+
+from bench import registry
+from bench.config.schema import resolve
+from bench.store.runs import RunDir
 from bench.variant import Batch
 
 
@@ -163,7 +167,7 @@ def test_timeline_strips_at_every_curve_evaluation_and_the_report_draws_them(tmp
 
 
 def test_slerp_hits_its_endpoints_and_stays_on_the_shell():
-    from bench.explore import lerp, slerp
+    from bench.study.explore import lerp, slerp
 
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(16, 32, generator=g, dtype=torch.float64), 3 * torch.randn(16, 32, generator=g, dtype=torch.float64)
@@ -183,7 +187,7 @@ def test_slerp_hits_its_endpoints_and_stays_on_the_shell():
 
 
 def test_path_length_is_zero_for_a_constant_G_and_grows_with_a_planted_scale():
-    from bench.explore import path_lengths, trimmed_mean
+    from bench.study.explore import path_lengths, trimmed_mean
 
     g = torch.Generator().manual_seed(1)
     z1, z2, t = torch.randn(400, 8, generator=g), torch.randn(400, 8, generator=g), torch.rand(400, generator=g)
@@ -198,7 +202,7 @@ def test_path_length_is_zero_for_a_constant_G_and_grows_with_a_planted_scale():
 
 
 def test_explore_writes_strips_and_one_ppl_record(tmp_path):
-    from bench.explore import explore_run
+    from bench.study.explore import explore_run
 
     config = resolve({"variant": "mlp_gan", "dataset": "ring8", "steps": 2, "batch_size": 8, "log_every": 2,
                       "ckpt_every": 2, "eval_every": -1, "device": "cpu", "seed": 0})
@@ -216,7 +220,7 @@ def test_explore_writes_strips_and_one_ppl_record(tmp_path):
 
 
 def test_latent_arithmetic_moves_a_planted_concept_and_chance_stays_at_the_class_share():
-    from bench.explore import latent_arithmetic
+    from bench.study.explore import latent_arithmetic
 
     g = torch.Generator().manual_seed(2)
     z = torch.randn(3000, 6, generator=g)
@@ -238,7 +242,7 @@ def test_class_pages_put_each_class_on_its_own_row_with_shared_latents(tmp_path,
     import pandas as pd
     from PIL import Image
 
-    from bench import samples
+    from bench.train import samples
     from bench.report import visuals
 
     monkeypatch.setattr(samples, "CLASSES_PER_PAGE", 4)

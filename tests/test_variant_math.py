@@ -8,11 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from bench import checkpoint, loop, registry
-from bench.config import resolve
-from bench.data import DataSpec
+from bench.store import checkpoint
+
+from bench.train import loop
+
+from bench import registry
+from bench.config.schema import resolve
+from bench.datasets.core import DataSpec
 from bench.errors import BenchError
-from bench.runs import RunDir
+from bench.store.runs import RunDir
 from bench.variant import Batch
 
 POINTS = DataSpec(shape=(1,))

@@ -12,11 +12,13 @@ import math
 
 import pytest
 
-from bench import loop, registry
-from bench.config import Incompatible, resolve
-from bench.data import DataSpec
+from bench.train import loop
+
+from bench import registry
+from bench.config.schema import Incompatible, resolve
+from bench.datasets.core import DataSpec
 from bench.errors import BenchError
-from bench.runs import RunDir
+from bench.store.runs import RunDir
 
 DATASETS = ("ring8", "digits")
 STEPS, BATCH = 20, 8

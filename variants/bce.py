@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.checks import PROBABILITY, Range, ranged
+from bench.config.checks import PROBABILITY, Range, ranged
 from bench.variant import Batch, GANConfig, Stats, Variant
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.checks import Range, ranged
+from bench.config.checks import Range, ranged
 from bench.errors import BenchError
 from bench.registry import variants
 from variants.dcgan import DCGANConfig

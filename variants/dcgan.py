@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.checks import ranged
+from bench.config.checks import ranged
 from bench.registry import variants
 from variants.bce import BCEConfig, BCEVariant
 from variants.nets import WIDTH, DCGANDiscriminator, DCGANGenerator, dcgan_init

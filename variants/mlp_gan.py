@@ -8,7 +8,7 @@ from typing import Literal, Optional
 
 from torch import nn
 
-from bench.checks import POSITIVE, Range, ranged
+from bench.config.checks import POSITIVE, Range, ranged
 from bench.registry import variants
 from variants.bce import BCEConfig, BCEVariant
 from variants.nets import HIDDEN, MLP, normal_init

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from bench.checks import Range
+from bench.config.checks import Range
 
 NORMS = ("batch", "layer", "none")
 WIDTH = Range(1, 1024)  # DCGAN channels at the widest resolution; the deepest layer has 8x that at 64 px

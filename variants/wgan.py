@@ -18,7 +18,7 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
-from bench.checks import NON_NEGATIVE, POSITIVE, ranged
+from bench.config.checks import NON_NEGATIVE, POSITIVE, ranged
 from bench.registry import variants
 from bench.variant import Batch, GANConfig, Stats, Variant
 from variants.nets import HIDDEN, MLP, WIDTH, DCGANDiscriminator, DCGANGenerator, dcgan_init

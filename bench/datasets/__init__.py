@@ -1,5 +1,3 @@
-"""Registered datasets; importing this package registers them all."""
-
-from bench.datasets import builtin  # noqa: F401
-from bench.datasets import cartoonset, folders, stanford_dogs, synthetic, torchvision_sets  # noqa: F401
-from bench.datasets import mnist_small  # noqa: F401  (after synthetic and torchvision_sets, which it builds on)
+"""Datasets as cached uint8 tensors plus a DataSpec: the base classes and device placement (core.py,
+base.py), decoding and caching (decode.py, cache.py), downloads (fetch.py), one module per dataset
+family. registered.py imports them all; the registry does so on first lookup."""

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from bench.checks import clip
-from bench.data import DataOptions, DataSpec, Dataset, ImageData
+from bench.config.checks import clip
+from bench.datasets.core import DataOptions, DataSpec, Dataset, ImageData
 from bench.datasets.cache import Cached, Source, check_headers, fingerprint, load_or_build
 from bench.datasets.files import data_root, file_digests
 from bench.errors import BenchError

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.checks import POSITIVE, ranged
-from bench.data import DataOptions, DataSpec, Dataset, ImageData, MixtureData
+from bench.config.checks import POSITIVE, ranged
+from bench.datasets.core import DataOptions, DataSpec, Dataset, ImageData, MixtureData
 from bench.registry import datasets
 
 

@@ -28,7 +28,7 @@ from PIL import Image
 from bench.datasets.decode import UNREADABLE
 from bench.datasets.files import cache_root, file_digests, is_image, sha256_file
 from bench.errors import BenchError
-from bench.runs import save_atomic, write_atomic
+from bench.store.runs import save_atomic, write_atomic
 
 FORMAT = 1  # bump when decoding changes what a cache holds; old caches then miss
 CORRUPT_LIMIT = 0.01  # more unreadable images than this fraction fails the load

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bench.checks import Range, ranged
+from bench.config.checks import Range, ranged
 from bench.datasets.base import FileDataset, FileOptions
 from bench.datasets.cache import Source
 from bench.datasets.decode import Preprocess

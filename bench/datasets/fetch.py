@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Optional
 
 from bench.errors import BenchError
-from bench.runs import write_atomic
+from bench.store.runs import write_atomic
 
 CHUNK = 1 << 20
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.checks import SEED, ranged
-from bench.data import DataOptions, DataSpec, Dataset, ImageData
+from bench.config.checks import SEED, ranged
+from bench.datasets.core import DataOptions, DataSpec, Dataset, ImageData
 from bench.datasets.base import FileOptions
 from bench.datasets.builtin import digit_images, resize_square
 from bench.datasets.synthetic import STACKS, stack_indices

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from bench.checks import SEED, Range, ranged
-from bench.data import DataOptions, DataSpec, Dataset, ImageData
+from bench.config.checks import SEED, Range, ranged
+from bench.datasets.core import DataOptions, DataSpec, Dataset, ImageData
 from bench.datasets.builtin import load_digit_pool
 from bench.errors import BenchError
 from bench.registry import datasets

@@ -3,7 +3,7 @@
 On 5,000 MNIST digits an RBF SVC reaches 0.95-0.97 held-out accuracy (8 x 8 to 28 px, deskewed or
 not), below the 0.98 the mode count needs, so MNIST-based stacks are judged by a small CNN instead,
 fitted on 70% of the distinct digits (the same split as the SVC) under small random affine maps.
-The fit runs in bench/loop.py (`fit_classifier`: the one file with backward; callers hand it in), once
+The fit runs in bench/train/loop.py (`fit_classifier`: the one file with backward; callers hand it in), once
 per data digest:
 its weights are cached as tensors under <cache>/metrics/ and loaded with weights_only, so the judge
 is the same in every process. Channels are resized to 32 x 32 first (`SIZE`, the stacked-MNIST
@@ -70,10 +70,10 @@ class CNNJudge:
     @classmethod
     def load_or_fit(cls, path: Path, channels: torch.Tensor, digits: torch.Tensor, seed: int,
                     fit=None) -> "CNNJudge":
-        """The cached judge, or one fitted by `fit` (bench.loop.fit_classifier, passed in because the
+        """The cached judge, or one fitted by `fit` (bench.train.loop.fit_classifier, passed in because the
         loop imports the metrics, not the other way round) and cached."""
         from bench.metrics.extractors import _split
-        from bench.runs import write_atomic
+        from bench.store.runs import write_atomic
 
         if path.is_file():
             try:

@@ -1,6 +1,6 @@
 """Scores for class-conditional generators (docs/protocols.md §6), in the domain extractor's space.
 
-Generated labels are balanced blocks (`samples.eval_latents`: label i % K), so every class gets
+Generated labels are balanced blocks (`latents.eval_latents`: label i % K), so every class gets
 the same number of samples. Per-class FID is never computed: with ~100-200 real images a class,
 its covariance is rank-deficient; per-class KID with small subsets is used instead.
 """

@@ -1,7 +1,7 @@
 """What every metric of one run shares: the real data, its fingerprint, the fitted extractors, the
 generated samples of one pass, and the protocol fields common to all its records.
 
-Nothing here draws from the training RNG: samples come from `samples.eval_latents` (its own
+Nothing here draws from the training RNG: samples come from `latents.eval_latents` (its own
 generator), subsets from generators seeded with EVAL_SEED, and sklearn models from their own
 random_state, so a run trains identically with and without evaluation.
 """
@@ -20,7 +20,7 @@ from bench.errors import BenchError
 from bench.metrics import diversity, extractors
 from bench.metrics.fidelity import Weights, to_uint8
 from bench.metrics.records import own_library
-from bench.samples import EVAL_SEED, eval_latents, generate
+from bench.metrics.latents import EVAL_SEED, eval_latents, generate
 
 # Each registered dataset class names the feature space its metrics use (`feature_family`), and that
 # picks the metric family. points: distances to the known centres. domain: built-in images whose own
@@ -43,7 +43,7 @@ class EvalContext:
     def __init__(self, config, data, variant, device: torch.device, weights: Optional[Weights] = None,
                  eval_seed: int = EVAL_SEED, fit_classifier=None):
         self.config, self.data, self.variant, self.device = config, data, variant, device
-        # bench.loop.fit_classifier, handed in by the caller: metrics never import the loop (it imports them)
+        # bench.train.loop.fit_classifier, handed in by the caller: metrics never import the loop (it imports them)
         self.fit_classifier = fit_classifier
         self.weights = weights or Weights.from_env()
         self.eval_seed = eval_seed
@@ -193,7 +193,7 @@ def to_uint8_images(images: torch.Tensor) -> torch.Tensor:
 
 def load_or_fit_bins(path: Path, images: torch.Tensor, seed: int):
     """NDB bins cached as tensors (k-means on 20,000 images takes seconds; the curve must not)."""
-    from bench.runs import save_atomic
+    from bench.store.runs import save_atomic
 
     if path.is_file():
         try:
@@ -208,7 +208,7 @@ def load_or_fit_bins(path: Path, images: torch.Tensor, seed: int):
 
 def load_or_compute_value(path: Path, compute) -> float:
     """A float cached as JSON (repr round-trips exactly); a damaged file is recomputed."""
-    from bench.runs import save_atomic
+    from bench.store.runs import save_atomic
 
     try:
         return float(json.loads(path.read_text())["value"])

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import BenchError
-from bench.runs import write_atomic
+from bench.store.runs import write_atomic
 
 TF_NAME = "bench-domain"  # the name torch-fidelity knows the domain extractor by
 FORMAT = 2  # bump when fitting changes; old cached extractors then miss

@@ -75,7 +75,7 @@ class LinearJudge:
 
 def cached(path: Path, compute):
     """A dict of tensors and numbers cached with torch.save; a damaged file is recomputed."""
-    from bench.runs import save_atomic
+    from bench.store.runs import save_atomic
 
     if path.is_file():
         try:

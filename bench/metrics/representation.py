@@ -137,7 +137,7 @@ def write_pictures(folder: Path, G: nn.Module, D: nn.Module, real: torch.Tensor,
     """filters-d.png, filters-g.png, top-activations.png and top-crops.png (one row per channel) under folder."""
     import torchvision.utils as vutils
 
-    from bench.runs import save_atomic
+    from bench.store.runs import save_atomic
 
     written = []
 

@@ -24,7 +24,7 @@ from bench.report.stability import Thresholds, detect
 from bench.report.summary import comparison, run_scores
 from bench.report.render_headline import render_headline_tex
 from bench.report.text import csv_frames, render_latex, render_markdown, tex_escape
-from bench.runs import save_atomic, write_atomic
+from bench.store.runs import save_atomic, write_atomic
 
 FORMATS = ("html", "md", "csv", "tex")
 
@@ -71,8 +71,8 @@ def compute(data: GridData, options: Options) -> Report:
 
 
 def published_vs_measured(data: GridData) -> pd.DataFrame | None:
-    """The grid file's published values beside ours (bench/published.py), None without a section."""
-    from bench.published import from_grid_text
+    """The grid file's published values beside ours (bench/config/published.py), None without a section."""
+    from bench.config.published import from_grid_text
     from bench.report.load import tidy
     from bench.report.published import compare
 

@@ -153,7 +153,7 @@ def render_comparison(table: pd.DataFrame, shared: list[str], names: list[str]) 
 
 def write_comparison(reports: list, out_root: Path) -> Path | None:
     """reports/compare-A-B/{index.html, compare.md, compare.csv}; None when the grids share no key."""
-    from bench.runs import save_atomic, write_atomic
+    from bench.store.runs import save_atomic, write_atomic
 
     table, shared = comparison_table(reports)
     if not shared:

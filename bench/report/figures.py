@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from bench.runs import save_atomic, write_atomic  # noqa: E402
+from bench.store.runs import save_atomic, write_atomic  # noqa: E402
 
 STYLE = {"text.parse_math": False, "figure.dpi": 100, "savefig.dpi": 100, "axes.titlesize": 9,
          "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 7}

@@ -1,7 +1,7 @@
 """Run folders to tidy pandas tables: one row per run, one row per recorded value.
 
 A configuration is a run's resolved config without its seed (and without keys that do not change
-results, bench.identity.NOT_HASHED): seeds of one configuration are the samples the statistics pool.
+results, bench.config.identity.NOT_HASHED): seeds of one configuration are the samples the statistics pool.
 A metric column is keyed by (name, label, kind, protocol); the protocol key leaves out only the
 fields that identify the run rather than the measurement (training seed, step), so two protocols
 never share a column while the seeds of one protocol do.
@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.identity import NOT_CONFIG, config_id
-from bench.runs import FINISHED, Damaged, RunDir, save_atomic, write_atomic
+from bench.config.identity import NOT_CONFIG, config_id
+from bench.store.runs import FINISHED, Damaged, RunDir, save_atomic, write_atomic
 
 RUN_FIELDS = ("seed", "step")  # in a record's protocol, but they name the run, not the method
 
@@ -40,7 +40,7 @@ class GridData:
     varying: list[str] = field(default_factory=list)  # config keys that differ between configurations
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # config id -> config without seed
     grid_text: str = ""
-    # run folders whose files could not be read (bench/runs.py Damaged): run id -> the file, problem and fix.
+    # run folders whose files could not be read (bench/store/runs.py Damaged): run id -> the file, problem and fix.
     # They are in no table: a report lists them instead of dropping them in silence.
     damaged: dict[str, str] = field(default_factory=dict)
 

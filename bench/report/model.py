@@ -55,7 +55,7 @@ class Report:
     training: dict = field(default_factory=dict)  # smoke, steps trained, steps in the grid file
     headline_figures: dict = field(default_factory=dict)  # stratum id -> Figure
     headline_samples: dict = field(default_factory=dict)  # stratum id -> [(row label, [Sample])]
-    published: pd.DataFrame | None = None  # bench/published.py compare(): the paper's values beside ours
+    published: pd.DataFrame | None = None  # bench/config/published.py compare(): the paper's values beside ours
 
     def column_rows(self):
         """(column row of data.columns, its comparison rows): headline metrics first, then by name;

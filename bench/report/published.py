@@ -1,4 +1,4 @@
-"""Published vs measured: each value a preset's `published:` section reports (bench/published.py),
+"""Published vs measured: each value a preset's `published:` section reports (bench/config/published.py),
 beside the same configuration's values over seeds, with a verdict, as a table and its renderings.
 
 No torch: report code reads results/ only.
@@ -11,8 +11,8 @@ import json
 import math
 from typing import Any
 
-from bench.published import DIRECTION, Reported, number_text, same_value
-from bench.runs import FINISHED  # runs whose final value counts (diverged ones too)
+from bench.config.published import DIRECTION, Reported, number_text, same_value
+from bench.store.runs import FINISHED  # runs whose final value counts (diverged ones too)
 from bench.report import stats
 
 

@@ -43,7 +43,7 @@ def _switch(name: str):
 @click.option("--pack", type=click.IntRange(1), default=1, show_default=True,
               help="also train this many seeds as one packed model and report aggregate images/s")
 @click.option("--pack-mode", type=click.Choice(["auto", "vmap", "loop"]), default="auto", show_default=True,
-              help="how a pack runs its members (bench/packed.py)")
+              help="how a pack runs its members (bench/train/packed.py)")
 @click.option("--variants", "each_variant", is_flag=True, help="also time the step of every image variant")
 @click.option("--no-reference", is_flag=True, help="skip the reference loop")
 @click.option("--sync-check", is_flag=True, help="count host syncs of the shared loop (CUDA sync debug mode)")
@@ -61,7 +61,7 @@ def speed(variant, size, batch, device, steps, warmup, show_paths, pack, pack_mo
     import torch
 
     from bench import registry
-    from bench.loop import pick_device
+    from bench.train.loop import pick_device
     from bench.speed import measure, reference
 
     kinds = registry.variants.get(variant).data_kinds  # unknown names fail here with the valid list

@@ -20,11 +20,11 @@ from typing import Any, Optional
 import torch
 
 from bench import registry
-from bench.config import LoopConfig, RunConfig, resolve
-from bench.data import DataSpec, ImageData
+from bench.config.schema import LoopConfig, RunConfig, resolve
+from bench.datasets.core import DataSpec, ImageData
 from bench.errors import BenchError
-from bench.loop import pick_device, train_runs
-from bench.runs import RunDir
+from bench.train.loop import pick_device, train_runs
+from bench.store.runs import RunDir
 
 FAST_PATHS = ("channels_last", "amp", "compile", "fused_optim")  # LoopConfig switches, in table order
 CLASSES = 10  # synthetic labels, so conditional variants can be timed too
@@ -132,7 +132,7 @@ class EvalCost:
 
 def measure_eval(variant: str, dataset: str, size: int, batch: int, device: str) -> EvalCost:
     """Time of one in-training (curve) evaluation of a fresh G on `dataset`, as a run's Evaluator does it."""
-    from bench.evaluation import eval_steps
+    from bench.metrics.evaluator import eval_steps
     from bench.metrics.context import EvalContext
     from bench.metrics.suite import CURVE, run_protocol, selected
 

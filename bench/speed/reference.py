@@ -1,6 +1,6 @@
 """The reference loop `bench speed` compares against: the PyTorch DCGAN example's training loop.
 
-This module is the one exception to "only bench/loop.py calls backward() and optimizer.step()". It is
+This module is the one exception to "only bench/train/loop.py calls backward() and optimizer.step()". It is
 a re-implementation, for measurement only, of the loop most users start from, so its habits are kept
 on purpose even where the shared loop avoids them: a DataLoader with worker processes feeding CPU
 batches that are copied to the device every iteration, a D ending in Sigmoid with nn.BCELoss, D's

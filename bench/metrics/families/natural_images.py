@@ -104,7 +104,7 @@ class VGGDensityCoverage(Metric):
 def _cached_real(ctx, wid: str, m: int, compute):
     """The real side's features, cached per reference, weights, subset size and seed: one VGG16 pass
     over the reference is the slow half, and it is the same for every run of that reference."""
-    from bench.runs import save_atomic
+    from bench.store.runs import save_atomic
 
     path = metrics_cache() / "fidelity" / f"{ctx.cache_key}-{wid.replace('@', '-')}-fc2_relu-m{m}-s{ctx.eval_seed}.pt"
     if path.is_file():

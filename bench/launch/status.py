@@ -1,6 +1,6 @@
 """`bench status`: a grid's runs by state, with step, rate, ETA and the error of failed runs.
 
-Reads run folders only, through bench/runs.py's validated reader (config.yaml, status.json) and
+Reads run folders only, through bench/store/runs.py's validated reader (config.yaml, status.json) and
 lock.json: no torch, so it is instant and works on a copy of results/ without the training stack.
 A folder whose files cannot be read is listed as damaged, with the file and the fix.
 """
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from bench.locks import is_stale, read_lock
-from bench.runs import DAMAGED, RunDir
+from bench.store.locks import is_stale, read_lock
+from bench.store.runs import DAMAGED, RunDir
 
 ORDER = ("running", "stalled", "queued", "damaged", "failed", "diverged", "done")
 
@@ -24,7 +24,7 @@ class RunRow:
     config: dict
     status: dict
     lock: Optional[dict]
-    damage: str = ""  # why a file of the run folder could not be read (bench/runs.py Damaged)
+    damage: str = ""  # why a file of the run folder could not be read (bench/store/runs.py Damaged)
 
     @property
     def state(self) -> str:
@@ -123,9 +123,9 @@ def configuration(config: dict) -> str:
 def grid_order(folder: Path) -> Optional[list[dict]]:
     """The planned configs of the grid that made results/<grid> (its grid.yaml, in the grid file's
     order), or None when there is no grid.yaml or it no longer resolves (a registry name since removed)."""
-    from bench.config import load_grid
+    from bench.config.schema import load_grid
     from bench.errors import BenchError
-    from bench.grid import resolve_all
+    from bench.config.grid import resolve_all
 
     if not (folder / "grid.yaml").is_file():
         return None

@@ -9,7 +9,7 @@ copied to the host once every `log_every` steps (the flush), where non-finite va
 records appended, and checkpoints written.
 
 Runs that differ only in seed can be trained together as one batched model (`train_runs`, with
-bench/packed.py): the step is the same code, the flush writes each run's own folder. Fast paths
+bench/train/packed.py): the step is the same code, the flush writes each run's own folder. Fast paths
 (bf16 autocast, torch.compile, fused Adam, channels_last) are LoopConfig switches, and which one
 actually ran, read off the nets and optimizers rather than the config, is written to status.json
 as `fast_paths`.
@@ -25,14 +25,18 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from bench import checkpoint, packed, registry
-from bench.config import LoopConfig, RunConfig
-from bench.data import DeviceData
-from bench.device import channels_last_ran, fused_ran, pick_device, precision_ran, seed_everything
+from bench.store import checkpoint
+
+from bench.train import packed
+
+from bench import registry
+from bench.config.schema import LoopConfig, RunConfig
+from bench.datasets.core import DeviceData
+from bench.train.device import channels_last_ran, fused_ran, pick_device, precision_ran, seed_everything
 from bench.errors import BenchError
-from bench.evaluation import Evaluator
-from bench.runs import RunDir
-from bench.samples import SampleWriter
+from bench.metrics.evaluator import Evaluator
+from bench.store.runs import RunDir
+from bench.train.samples import SampleWriter
 from bench.variant import Batch
 
 Progress = Callable[[int, int], None]  # (steps done, steps total), called at the start and at flushes
@@ -78,7 +82,7 @@ class Training:
     images_per_step: int  # real images one step draws for D (the real_images_seen record)
     samples: list[SampleWriter] = field(default_factory=list)
     evaluators: list[Evaluator] = field(default_factory=list)
-    events: list = field(default_factory=list)  # bench.tensorboard.EventLog per run, when log_tensorboard
+    events: list = field(default_factory=list)  # bench.train.tensorboard.EventLog per run, when log_tensorboard
 
 
 def train(run: RunDir, config: RunConfig, progress: Optional[Progress] = None, *,
@@ -92,7 +96,7 @@ def train(run: RunDir, config: RunConfig, progress: Optional[Progress] = None, *
 def train_runs(runs: list[RunDir], configs: list[RunConfig], progress: Optional[Progress] = None, *,
                data: Optional[DeviceData] = None, pack_mode: str = "auto") -> list[str]:
     """Train runs whose configs differ only in seed; several are packed into one batched model
-    (bench/packed.py) and each still gets its own folder and records. Returns each run's final state."""
+    (bench/train/packed.py) and each still gets its own folder and records. Returns each run's final state."""
     _same_but_seed(configs)
     t = _setup(runs, configs, data, pack_mode)
     loop = t.loop
@@ -245,7 +249,7 @@ def _setup(runs: list[RunDir], configs: list[RunConfig], data: Optional[DeviceDa
              **({"pack": group.record()} if group.size > 1 else {})}
     _open_runs(t, configs, variant, paths)
     if loop.log_tensorboard:
-        from bench.tensorboard import EventLog
+        from bench.train.tensorboard import EventLog
 
         t.events = [EventLog(run.path) for run in runs]
     return t

@@ -70,7 +70,7 @@ def _context_class():
         """An EvalContext whose reference is set B; the extractor stays the one fitted on `features`."""
 
         def __init__(self, reference, source: str, features: str):
-            from bench.config import resolve
+            from bench.config.schema import resolve
 
             config = resolve({"variant": "dcgan", "dataset": features, "image_size": int(reference.shape[-1]),
                               "device": "cpu"}, where="bench score")
@@ -140,7 +140,7 @@ def score(a: str, b: str, names: list[str], features: str) -> list[dict]:
 
 
 def write_json(path: str, a: str, b: str, records: list[dict]) -> None:
-    from bench.runs import write_atomic
+    from bench.store.runs import write_atomic
 
     write_atomic(Path(path), json.dumps({"a": a, "b": b, "records": records}, indent=1, sort_keys=True))
 

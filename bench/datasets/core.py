@@ -135,7 +135,7 @@ class Dataset(ABC):
     def identity(cls, options: DataOptions, image_size: int) -> str:
         """A fingerprint of what the data is, beyond its name and options; "" when those say it all.
 
-        File datasets return their content fingerprint, which enters the run id (bench/identity.py)."""
+        File datasets return their content fingerprint, which enters the run id (bench/config/identity.py)."""
         return ""
 
     @classmethod

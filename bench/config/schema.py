@@ -21,10 +21,12 @@ from typing import Any, Literal
 
 import yaml
 
-from bench import published, registry
-from bench.checks import SEED, STEPS, Range, clip, field_range, ranged, short
+from bench.config import published
+
+from bench import registry
+from bench.config.checks import SEED, STEPS, Range, clip, field_range, ranged, short
 from bench.errors import BenchError
-from bench.identity import DATA_IDENTITY, run_id
+from bench.config.identity import DATA_IDENTITY, run_id
 
 DATA_PREFIX = "data."
 IMAGE_SIZES = (8, 16, 32, 64, 128)
@@ -68,7 +70,7 @@ class RunConfig:
     loop: LoopConfig
     options: Any  # the variant's Config instance
     data: Any  # the dataset's Options instance
-    # Content fingerprint of file data, filled in by grid.resolve_all (bench/identity.py); "" for
+    # Content fingerprint of file data, filled in by grid.resolve_all (bench/config/identity.py); "" for
     # built-in data, whose name and options already say what it is.
     data_identity: str = ""
 
@@ -314,7 +316,7 @@ class GridFile:
     # axis -> the name of each value, for an axis written as a mapping of name: value (named bundles).
     # Names label runs in reports; they never enter a run's config, so its id is that of the list form.
     names: dict[str, list[str]] = dataclasses.field(default_factory=dict)
-    published: tuple = ()  # bench.published.Reported values: the paper's numbers this grid reproduces
+    published: tuple = ()  # bench.config.published.Reported values: the paper's numbers this grid reproduces
 
 
 GRID_KEYS = {"name", "seeds", "base", "grid", "description", "published"}

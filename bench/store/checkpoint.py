@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
-from bench.runs import save_atomic
+from bench.store.runs import save_atomic
 
 
 def rng_state() -> dict[str, Any]:
@@ -43,7 +43,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save(path: Path, *, step: int, G, D, opt_g, opt_d, extra: dict[str, Any] | None = None,
          rng: dict[str, Any] | None = None) -> None:
-    """rng: the run's RNG states when they are not the global ones (a member of a pack, bench/packed.py)."""
+    """rng: the run's RNG states when they are not the global ones (a member of a pack, bench/train/packed.py)."""
     payload = {"step": step, "G": G.state_dict(), "D": D.state_dict(),
                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                "rng": rng or rng_state(), "extra": extra or {}}
@@ -107,7 +107,7 @@ def restore(path: Path, device: torch.device, *, G, D, opt_g, opt_d) -> tuple[in
     return int(state["step"]), state.get("extra", {})
 
 
-# Temporary names of bench.runs.write_atomic (.NAME.XXXXXXXX.tmp) and save_atomic (.NAME.XXXXXXXX.SUFFIX).
+# Temporary names of bench.store.runs.write_atomic (.NAME.XXXXXXXX.tmp) and save_atomic (.NAME.XXXXXXXX.SUFFIX).
 _PARTIAL = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)?$")
 
 
@@ -125,7 +125,7 @@ def remove_partial_writes(run_path: Path) -> list[Path]:
     return removed
 
 
-# ---- packs (bench/packed.py): K runs stepped by one optimizer over stacked [K, ...] tensors, each member
+# ---- packs (bench/train/packed.py): K runs stepped by one optimizer over stacked [K, ...] tensors, each member
 # saved as, and restored from, an ordinary single-run checkpoint in its own run folder.
 
 

@@ -4,7 +4,7 @@ The loop knows nothing about metrics: it hands G to an Evaluator at each flush a
 end. At scheduled flushes the cheap curve protocol runs (kind "curve"); when its primary metric
 improves, G's weights go to ckpt/best.pt. At the end the full protocol runs on the final G (kind
 "final") and on the best G (kind "best"), never mixed in one column. Evaluation draws from its own
-generators (samples.EVAL_SEED), never the training RNG, so a run trains identically with and
+generators (latents.EVAL_SEED), never the training RNG, so a run trains identically with and
 without it.
 """
 
@@ -17,8 +17,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from bench import checkpoint
-from bench.runs import RunDir
+from bench.store import checkpoint
+from bench.store.runs import RunDir
 
 # The curve metric that picks ckpt/best.pt, per data family: (name, higher is better, tie-breaker).
 PRIMARY = {"points": ("modes_covered", True, "hq_fraction"), "domain": ("fd", False, None),

@@ -17,11 +17,11 @@ import typing
 from typing import Any
 
 from bench import registry
-from bench.checks import clip, short
-from bench.config import (DATA_PREFIX, GridFile, Incompatible, LoopConfig, RunConfig, UnknownKey, _fields as fields,
+from bench.config.checks import clip, short
+from bench.config.schema import (DATA_PREFIX, GridFile, Incompatible, LoopConfig, RunConfig, UnknownKey, _fields as fields,
                           _seeds, check_key, flatten_data_keys, registered, resolve, shrink_for_smoke, split_scope)
 from bench.errors import BenchError
-from bench.identity import DATA_IDENTITY
+from bench.config.identity import DATA_IDENTITY
 
 DEFAULT_MAX_RUNS = 10_000  # `--max-runs N` raises it; a grid past it is more often a typo than a plan
 

@@ -1,6 +1,6 @@
 """Many seeds in one process: K runs that differ only in seed, trained as one batched model.
 
-The loop (bench/loop.py) trains `Members` (the Protocol below): the modules it steps, the losses it
+The loop (bench/train/loop.py) trains `Members` (the Protocol below): the modules it steps, the losses it
 calls (a `Trainable`), the batches it draws (a `Source`), plus, per run, the nets, optimizer state and
 RNG state that go into that run's own folder. One run is a `Solo`: its modules are the run's nets,
 its Trainable the variant, its Source the data. K runs are a `Pack` (a `PackedVariant` for the
@@ -25,7 +25,7 @@ losses, `PackedData` for the batches), and each member k reproduces the single r
   losses draw random numbers; `vmap` can be forced for speed, and the mode and the reason are
   recorded in each run's status.
 - Records. At each flush member k's losses, a checkpoint in the single-run format (its nets, its
-  slice of the optimizer state, its RNG states: bench/checkpoint.py slices and stacks them) and its
+  slice of the optimizer state, its RNG states: bench/store/checkpoint.py slices and stacks them) and its
   status go to run k's folder, so a report cannot tell the runs apart from K separate ones, and a
   folder resumes as a pack or alone.
 
@@ -44,8 +44,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from bench import checkpoint
-from bench.device import seed_everything
+from bench.store import checkpoint
+from bench.train.device import seed_everything
 from bench.errors import BenchError
 from bench.variant import Batch, Stats
 

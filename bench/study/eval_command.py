@@ -1,6 +1,6 @@
 """`bench eval`: the full protocol on saved checkpoints, by the same code the grid runner calls.
 
-A command, so it lives beside the CLI, above bench/evaluation.py and bench/metrics/ that it calls.
+A command, so it lives beside the CLI, above bench/metrics/evaluator.py and bench/metrics/ that it calls.
 
 Click only at import, so `bench --help` never loads torch. Values are appended to each run's
 metrics.jsonl as kind "final" / "best" records; running it again appends again, and readers take
@@ -87,7 +87,7 @@ def eval_command(targets, metric_names, n, checkpoint, device, inception_weights
     from bench.metrics.fidelity import Weights
 
     weights = Weights.from_env(inception_weights, vgg16_weights, download_weights)
-    from bench.runs import Damaged
+    from bench.store.runs import Damaged
 
     names = [m.strip() for m in metric_names.split(",") if m.strip()] or None
     paths, damaged = _runs(targets, results), 0
@@ -125,13 +125,15 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights, no
     `notes`, named metrics that do not apply to this run are left out and noted there."""
     import torch
 
-    from bench import checkpoint, registry
-    from bench.config import resolve
-    from bench.device import pick_device
-    from bench.evaluation import evaluate_final
+    from bench.store import checkpoint
+
+    from bench import registry
+    from bench.config.schema import resolve
+    from bench.train.device import pick_device
+    from bench.metrics.evaluator import evaluate_final
     from bench.metrics import suite  # noqa: F401  (registers the metrics)
     from bench.metrics.context import EvalContext
-    from bench.runs import RunDir
+    from bench.store.runs import RunDir
 
     run = RunDir.open(path)
     config = resolve(run.read_config(), where=str(run.config_file))
@@ -150,7 +152,7 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights, no
         G, D = variant.build()
     checkpoint.load_into(run.checkpoint_file, state, fix=checkpoint.RETRAIN, G=G, D=D)
     G, D = G.to(device), D.to(device)
-    from bench.loop import fit_classifier
+    from bench.train.loop import fit_classifier
 
     ctx = EvalContext(config, data, variant, device, weights, fit_classifier=fit_classifier)
     if names and notes is not None:

@@ -1,45 +1,19 @@
-"""Samples from a generator on fixed evaluation latents, as arrays and as pictures in the run folder.
-
-Evaluation draws from its own torch.Generator seeded with EVAL_SEED, never from the training RNG,
-so writing samples does not change training, and every variant is shown the same latents.
-"""
+"""Pictures of a generator's samples on the fixed evaluation latents, written into the run folder at
+every curve evaluation (the grid, the timeline strip, a conditional run's class pages)."""
 
 from __future__ import annotations
 
 import torch
 
-from bench.runs import RunDir, save_atomic
+from bench.metrics.latents import EVAL_SEED, eval_latents, generate
+from bench.store.runs import RunDir, save_atomic
 
-EVAL_SEED = 2020  # fixed across variants and seeds (docs/protocols.md §0.4); torch-fidelity's default too
 GRID_IMAGES = 64
 SCATTER_POINTS = 2500
 TIMELINE_IMAGES = 8  # the first eval latents, one strip per curve evaluation (samples/timeline/)
 TIMELINE_POINTS = 500
 CLASS_COLUMNS = 8  # samples per class row of a conditional run's class pages (samples/classes/)
 CLASSES_PER_PAGE = 30  # rows per page: 120 Stanford Dogs breeds make four pages
-
-
-def eval_latents(variant, n: int, device: torch.device, num_classes: int, seed: int = EVAL_SEED):
-    """z (and balanced labels for conditional variants) from a dedicated generator."""
-    generator = torch.Generator().manual_seed(seed)
-    z = variant.sample_z(n, torch.device("cpu"), generator=generator).to(device)
-    y = None
-    if variant.conditional and num_classes:
-        y = (torch.arange(n) % num_classes).to(device)
-    return z, y
-
-
-@torch.no_grad()
-def generate(variant, G, z, y, batch: int = 500) -> torch.Tensor:
-    """G's samples in eval mode (BN running statistics), on the host, in the training range."""
-    was_training = G.training
-    G.eval()
-    try:
-        parts = [variant.generate(G, z[i:i + batch], None if y is None else y[i:i + batch]).float().cpu()
-                 for i in range(0, len(z), batch)]
-    finally:
-        G.train(was_training)
-    return torch.cat(parts)
 
 
 class SampleWriter:

@@ -13,7 +13,7 @@ import click
 class GridProgress:
     def __init__(self, planned, slots: int, grid=None, grid_text: str = ""):
         self.planned = {p.run.id: p for p in planned}
-        from bench.status import describer
+        from bench.launch.status import describer
 
         # What varies over the whole grid (`grid`, default the runs to train) names each run, in the
         # grid file's words (named bundles by their names).

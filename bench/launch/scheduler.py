@@ -1,8 +1,8 @@
 """Which runs of a grid still need work, and executing them through a backend.
 
 A run is a pure function of its run folder (config.yaml in, records out), so any engine can run
-it: the backends in bench/backends.py differ only in how they hand run folders to workers. A run
-is claimed with a lock file before training (bench/locks.py), so two `bench run`s of one grid,
+it: the backends in bench/launch/backends.py differ only in how they hand run folders to workers. A run
+is claimed with a lock file before training (bench/store/locks.py), so two `bench run`s of one grid,
 on one machine or several sharing the folder, never train the same run at once.
 """
 
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from bench.config import RunConfig, resolve
+from bench.config.schema import RunConfig, resolve
 from bench.errors import BenchError
-from bench.locks import RunLock, is_stale, read_lock
-from bench.runs import DAMAGED, FINISHED, RunDir, write_atomic
+from bench.store.locks import RunLock, is_stale, read_lock
+from bench.store.runs import DAMAGED, FINISHED, RunDir, write_atomic
 
 CLAIMED = "claimed"  # outcome of a run another live process holds
 DISK_FULL = "disk full"  # outcome of a run stopped by a full disk: queued again, and the grid stops
@@ -73,7 +73,7 @@ def execute_run(path: str, threads: int = 0, device: Optional[str] = None, progr
 
 def execute_unit(paths: list[str], threads: int = 0, device: Optional[str] = None, progress=None,
                  retry_failed: bool = False) -> list[tuple[str, str, float]]:
-    """Claim and train one run, or runs that differ only in seed as one pack (bench/packed.py).
+    """Claim and train one run, or runs that differ only in seed as one pack (bench/train/packed.py).
 
     Each run is claimed on its own; the ones this process gets are trained together. Never raises.
     """
@@ -102,7 +102,7 @@ def execute_unit(paths: list[str], threads: int = 0, device: Optional[str] = Non
 
 
 def _train(runs: list[RunDir], threads: int, device: Optional[str], progress) -> list[str]:
-    from bench import loop, packed  # torch is imported in the worker, not by `bench status`
+    from bench.train import loop, packed  # torch is imported in the worker, not by `bench status`
 
     if threads:
         import torch
@@ -152,7 +152,7 @@ def disk_full(exc: BaseException) -> Optional[str]:
 
     torch.save reports a failed write as a RuntimeError that keeps the OSError in its chain only
     when it writes to a file object (as checkpoint.save does), and a failed write() names no file:
-    the file is read from the innermost atomic writer of bench/runs.py on the traceback.
+    the file is read from the innermost atomic writer of bench/store/runs.py on the traceback.
     """
     chain: list[BaseException] = []
     while exc is not None and all(exc is not seen for seen in chain):
@@ -164,9 +164,9 @@ def disk_full(exc: BaseException) -> Optional[str]:
         return None
     for e in chain:
         for frame, _ in reversed(list(traceback.walk_tb(e.__traceback__))):
-            if frame.f_globals.get("__name__") == "bench.runs" and frame.f_code.co_name in ("write_atomic", "save_atomic"):
+            if frame.f_globals.get("__name__") == "bench.store.runs" and frame.f_code.co_name in ("write_atomic", "save_atomic"):
                 return f"{what} writing {_shown(frame.f_locals['path'])}"
-            if frame.f_globals.get("__name__") == "bench.runs" and frame.f_code.co_name == "append_metrics":
+            if frame.f_globals.get("__name__") == "bench.store.runs" and frame.f_code.co_name == "append_metrics":
                 return f"{what} writing {_shown(frame.f_locals['self'].metrics_file)}"
         if getattr(e, "filename", None):
             return f"{what} writing {_shown(e.filename)}"
@@ -226,7 +226,7 @@ def check_data_identity(run: RunDir, config: RunConfig) -> None:
 
 def execute_stream(units: list[list[str]], threads: int, device: Optional[str], retry_failed: bool):
     """Several units one after another in one worker: how a worker keeps one GPU to itself. A full
-    disk ends the stream, as it ends the grid (bench/backends.py)."""
+    disk ends the stream, as it ends the grid (bench/launch/backends.py)."""
     out: list[tuple[str, str, float]] = []
     for unit in units:
         out += execute_unit(unit, threads, device, None, retry_failed)

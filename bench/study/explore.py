@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from bench.errors import BenchError
-from bench.runs import RunDir, save_atomic, write_atomic
-from bench.samples import EVAL_SEED
+from bench.store.runs import RunDir, save_atomic, write_atomic
+from bench.metrics.latents import EVAL_SEED
 
 EPS = 1e-4  # StyleGAN's path-length step
 STRIPS, STRIP_STEPS = 8, 10  # latent pairs shown, images per interpolation strip
@@ -108,11 +108,11 @@ def explore_run(run_dir: str, which: str = "final", interp: str = "auto", pairs:
                 seed: Optional[int] = None, device: str = "cpu") -> tuple[list[Path], list[str]]:
     """Strips and path length for one run's final or best G; returns the files written and lines to print."""
     from bench import registry
-    from bench.config import resolve
-    from bench.device import pick_device
-    from bench.evaluation import load_best_generator
+    from bench.config.schema import resolve
+    from bench.train.device import pick_device
+    from bench.metrics.evaluator import load_best_generator
     from bench.metrics.context import EvalContext
-    from bench.sampling import load_generator
+    from bench.study.sampling import load_generator
 
     if which not in ("final", "best"):
         raise BenchError(f"--checkpoint {which}: choose final or best")

@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench import checkpoint, registry
-from bench.config import resolve
-from bench.data import DataSpec
+from bench.store import checkpoint
+
+from bench import registry
+from bench.config.schema import resolve
+from bench.datasets.core import DataSpec
 from bench.errors import BenchError
-from bench.runs import RunDir, save_atomic
-from bench.samples import EVAL_SEED, generate
+from bench.store.runs import RunDir, save_atomic
+from bench.metrics.latents import EVAL_SEED, generate
 
 # The samples, their latents and the file are all held in memory at once; 1M is 20x the largest
 # metric protocol (50k images). More comes as several files drawn with different --seed.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 from bench.errors import BenchError
-from bench.scheduler import DISK_FULL, execute_stream, execute_unit
+from bench.launch.scheduler import DISK_FULL, execute_stream, execute_unit
 
 Unit = list[str]  # run folder paths trained together (one unless --pack)
 
