@@ -244,7 +244,7 @@ def test_renderings_cite_the_source_and_escape():
 
 
 def test_published_module_needs_no_torch():
-    code = ("import sys, pandas as pd; from bench import published as p; from bench.report import published as m;"
+    code = ("import sys, pandas as pd; from bench.config import published as p; from bench.report import published as m;"
             "t = pd.DataFrame({'name': ['fid'], 'kind': ['final'], 'step': [1], 'value': [30.0], 'label': ['FID'],"
             " 'run_id': ['a'], 'seed': [0], 'state': ['done'], 'cfg.variant': ['dcgan']});"
             "s = p.Source('P', 2017, 'Table 1');"

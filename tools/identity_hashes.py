@@ -36,6 +36,7 @@ CONFIGS = {
     "cgan": {"variant": "cgan"},
     "dcgan_uniform": {"variant": "dcgan", "z_dist": "uniform"},
 }
+WALL_CLOCK = {"sec_per_step"}  # records of how fast, not what: they differ between any two runs
 PACKED = {"dcgan_pack": {"variant": "dcgan"}, "dcgan_pack_flip": {"variant": "dcgan", "flip_p": 0.1}}
 
 
@@ -49,7 +50,8 @@ def grid_file(folder: Path, name: str, configs: dict, seeds: int) -> Path:
 
 def fingerprint(run: Path) -> str:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    values = sorted((r.get("step"), r.get("name", r.get("metric")), repr(r.get("value"))) for r in records)
+    values = sorted((r.get("step"), r.get("name"), repr(r.get("value"))) for r in records
+                    if r.get("name") not in WALL_CLOCK)
     state = torch.load(run / "ckpt" / "latest.pt", weights_only=True, map_location="cpu")
     h = hashlib.sha256()
 
