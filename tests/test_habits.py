@@ -11,7 +11,6 @@ import pytest
 from bench import registry
 from bench.config.schema import resolve
 from bench.train.loop import train
-from bench.metrics import suite  # noqa: F401  (registers the metrics)
 from bench.store.runs import RunDir
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ import torch
 
 from bench import registry
 from bench.errors import BenchError
-from bench.metrics import diversity, extractors
+from bench.metrics import diversity, extractors, facts
 from bench.metrics.fidelity import Weights, to_uint8
 from bench.metrics.records import own_library
 from bench.metrics.latents import EVAL_SEED, eval_latents, generate
@@ -27,7 +27,7 @@ from bench.metrics.latents import EVAL_SEED, eval_latents, generate
 # labels give a meaningful space (docs/protocols.md §1.5); a small extractor is fitted on them. domain_stacked:
 # the same, per channel, plus the digit judge (R, G, B are three digits, 1,000 modes; docs/protocols.md §4).
 # natural: Inception and VGG16. A domain dataset loaded without labels falls back to natural.
-FEATURE_FAMILIES = {"points": "points", "domain": "domain", "domain_stacked": "domain", "natural": "natural"}
+FEATURE_FAMILIES = {family: facts.metric_family(family) for family in facts.FAMILIES}
 MAX_REFERENCE = 50_000  # larger train splits use a fixed subset chosen with eval_seed (docs/protocols.md §2)
 
 
@@ -41,10 +41,8 @@ class EvalContext:
     """One run's evaluation setting: dataset, device, weights, and lazily built shared pieces."""
 
     def __init__(self, config, data, variant, device: torch.device, weights: Optional[Weights] = None,
-                 eval_seed: int = EVAL_SEED, fit_classifier=None):
+                 eval_seed: int = EVAL_SEED):
         self.config, self.data, self.variant, self.device = config, data, variant, device
-        # bench.train.loop.fit_classifier, handed in by the caller: metrics never import the loop (it imports them)
-        self.fit_classifier = fit_classifier
         self.weights = weights or Weights.from_env()
         self.eval_seed = eval_seed
         self.dataset = config.dataset
@@ -150,7 +148,7 @@ class EvalContext:
             from bench.metrics import cnn_judge
 
             path = metrics_cache() / cnn_judge.cache_name(channels, digits, self.eval_seed)
-            return cnn_judge.CNNJudge.load_or_fit(path, channels, digits, self.eval_seed, self.fit_classifier)
+            return cnn_judge.CNNJudge.load_or_fit(path, channels, digits, self.eval_seed)
         return extractors.DigitJudge.fit(channels, digits, self.eval_seed)
 
     @functools.cached_property

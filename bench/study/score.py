@@ -116,9 +116,9 @@ class ScoreSet:
 
 def score(a: str, b: str, names: list[str], features: str) -> list[dict]:
     """The records of every asked-for metric on A (generated side) against B (reference)."""
-    from bench.metrics import suite  # registers the metrics
+    from bench.metrics import suite
     from bench.metrics.families.base import FINAL
-    from bench.metrics.families.builtin_images import _DomainFeatures
+    from bench.metrics.families.builtin_images import DomainFeatures
     from bench.metrics.records import record
 
     set_a, set_b = load_set(a), load_set(b)
@@ -126,7 +126,7 @@ def score(a: str, b: str, names: list[str], features: str) -> list[dict]:
         raise BenchError(f"{a} holds {set_a.shape[-1]} px images and {b} {set_b.shape[-1]} px; give sets of one size")
     ctx = _context_class()(set_b, str(b), features)
     chosen, missing = suite.resolve_names(ctx, names)
-    feature_metrics = [n for n in registry.metrics.names() if isinstance(registry.metrics.get(n)(), _DomainFeatures)]
+    feature_metrics = [n for n in registry.metrics.names() if isinstance(registry.metrics.get(n)(), DomainFeatures)]
     bad = missing + [n for n in chosen if n not in feature_metrics]
     if bad:
         raise BenchError(f"bench score computes feature-space metrics only; {bad[0]!r} is not one; valid: "
