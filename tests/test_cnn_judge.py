@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from bench import registry
-from bench.errors import BenchError
 from bench.metrics import cnn_judge
 
 

@@ -23,7 +23,7 @@ from bench import registry
 from bench.config.schema import resolve
 from bench.datasets.base import FileDataset
 from bench.errors import BenchError
-from bench.metrics import fidelity
+from bench.metrics import facts, fidelity
 from bench.metrics.context import FEATURE_FAMILIES, EvalContext, feature_family
 from bench.metrics.records import record
 from bench.metrics.suite import FINAL, run_protocol
@@ -166,14 +166,16 @@ def test_metric_writes_what_it_declares_with_its_protocol(cases, measured, name)
         assert "\n" not in str(measured(name)) and "weights not found" in str(measured(name))
         declared = metric.outputs(ctx, FINAL, n)
         values = [v for v in run_protocol(ctx, RealData(ctx.data), FINAL, n=n) if v.name in declared]
-        assert [v.label for v in values] == [label for label, _ in declared.values()]
+        assert [v.label for v in values] == list(declared.values())
         assert all(math.isnan(v.value) and "weights not found" in v.params["skipped"] for v in values)
         return
     for stage in metric.stages:
         values = measured(name, stage)
         declared = metric.outputs(ctx, stage, n)
         assert [v.name for v in values] == list(declared)
-        assert [(v.label, v.higher_is_better) for v in values] == list(declared.values())
+        assert [v.label for v in values] == list(declared.values())
+        assert set(declared) <= set(facts.METRICS[name].writes)  # every value it writes is declared with it
+        assert [v.higher_is_better for v in values] == [facts.VALUES[v.name].higher for v in values]
         for v in values:
             assert isinstance(v.value, float) and math.isfinite(v.value), (v.name, v.value)
             r = record(v, step=1, kind=stage, checkpoint="final", protocol=ctx.protocol())
