@@ -40,7 +40,7 @@ class LoopConfig:
     seed: int = ranged(0, SEED)
     steps: int = ranged(2000, STEPS)  # loop steps; each does d_steps D updates then g_steps G updates
     batch_size: int = ranged(64, Range(1, 2**16))
-    image_size: int = ranged(32, Range(8, 128))  # side in pixels for image datasets (16, 32 or 64); unused for points
+    image_size: int = ranged(32, Range(8, 128))  # side in pixels for image datasets (one of IMAGE_SIZES); unused for points
     # steps per loss flush, the one host sync of the loop; the loop buffers this many rows on the device
     log_every: int = ranged(100, Range(1, 10**5))
     ckpt_every: int = ranged(500, STEPS)  # steps per checkpoint; a multiple of log_every

@@ -34,6 +34,7 @@ class Measure:
     ideal: Optional[float] = None  # what a perfect generator scores, where fixed (stability's distance to ideal)
     headline: dict = field(default_factory=dict)  # family -> rank among that family's headline metrics (0 = primary)
     tie: Optional[str] = None  # the value that breaks ties when this one picks ckpt/best.pt
+    rules: dict = field(default_factory=dict)  # stability rule -> its default ("collapse": "-25%"; report/stability.py)
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,10 @@ ANY = tuple(FAMILIES)  # headline in every family where recorded (class accuracy
 
 
 def declare_value(name: str, title: str, higher: bool, ideal: Optional[float] = None,
-                  headline: Optional[dict] = None, tie: Optional[str] = None) -> None:
+                  headline: Optional[dict] = None, tie: Optional[str] = None, rules: Optional[dict] = None) -> None:
     if name in VALUES:
         raise ValueError(f"value {name!r} is declared twice")
-    VALUES[name] = Measure(title, higher, ideal, dict(headline or {}), tie)
+    VALUES[name] = Measure(title, higher, ideal, dict(headline or {}), tie, dict(rules or {}))
 
 
 def declare(name: str, help: str, families: tuple, writes: tuple) -> None:
@@ -86,7 +87,18 @@ def direction(value: str) -> Optional[bool]:
     return VALUES[value].higher if value in VALUES else None
 
 
+def default_rules(kind: str) -> dict[str, str]:
+    """value -> its default stability rule of one kind (collapse, reach, divergence)."""
+    return {name: m.rules[kind] for name, m in VALUES.items() if kind in m.rules}
+
+
 P, D, N = "points", "domain", "natural"
+# Default stability rules (docs/protocols.md §7.2): a drop from the run's best ("-25%", "+0.10": worse by
+# rising), a share of the real-data ceiling never reached, and a distance that ends further from ideal
+# than the untrained start.
+_RULES = {"modes_covered": {"collapse": "-25%", "reach": "50%"}, "msssim_gap": {"collapse": "+0.10"},
+          "coverage": {"reach": "10%"}, "recall": {"reach": "10%"},
+          "fd": {"divergence": "start+25%"}, "fid": {"divergence": "start+25%"}}
 for _name, _title, _higher, _ideal, _head in [
     ("modes_covered", "modes", True, None, {P: 0, "domain_stacked": 0}),
     ("hq_fraction", "HQ fraction", True, 1.0, {P: 1}),
@@ -125,7 +137,8 @@ for _name, _title, _higher, _ideal, _head in [
     ("probe_acc_random_d", "probe accuracy (random D)", True, None, None),
     ("probe_acc_pixels", "probe accuracy (pixels)", True, None, None),
 ]:
-    declare_value(_name, _title, _higher, _ideal, _head, tie="hq_fraction" if _name == "modes_covered" else None)
+    declare_value(_name, _title, _higher, _ideal, _head, tie="hq_fraction" if _name == "modes_covered" else None,
+                  rules=_RULES.get(_name))
 _REAL_TWINS = ("fd", "kid", "precision", "recall", "f_score", "density", "coverage")
 for _name in _REAL_TWINS:  # the same score of real half against real half: the built-in data's ceiling
     declare_value(f"{_name}_real", f"{VALUES[_name].title} (real)", VALUES[_name].higher)

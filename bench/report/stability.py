@@ -36,12 +36,13 @@ _SHARE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)%$")
 class Thresholds:
     """Detector settings; rule keys match a metric's name or its label up to the first '/'."""
 
+    # Metric rules, by default those the metrics declare (bench.metrics.facts `rules`).
     # Collapse by drop: "-25%" = dropped by 25% of its best so far; "+0.10" = rose by 0.10 (absolute).
-    collapse: dict = field(default_factory=lambda: {"modes_covered": "-25%", "msssim_gap": "+0.10"})
+    collapse: dict = field(default_factory=lambda: facts.default_rules("collapse"))
     # Collapse by reach: the run's best never reaches this share of the real-data ceiling.
-    reach: dict = field(default_factory=lambda: {"modes_covered": "50%", "coverage": "10%", "recall": "10%"})
+    reach: dict = field(default_factory=lambda: facts.default_rules("reach"))
     # Divergence from evaluations: "start+25%" (relative to the run's first evaluation), or a limit such as ">300".
-    divergence: dict = field(default_factory=lambda: {"fd": "start+25%", "fid": "start+25%"})
+    divergence: dict = field(default_factory=lambda: facts.default_rules("divergence"))
     loss_d_max: float = 0.05  # D loss below this counts as "near zero"
     loss_g_rise: float = 1.0  # G loss must end this much above its lowest value before the onset
     loss_windows: int = 3  # D loss must stay near zero for at least this many logged windows
