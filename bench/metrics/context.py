@@ -41,16 +41,19 @@ class EvalContext:
     """One run's evaluation setting: dataset, device, weights, and lazily built shared pieces."""
 
     def __init__(self, config, data, variant, device: torch.device, weights: Optional[Weights] = None,
-                 eval_seed: int = EVAL_SEED):
+                 eval_seed: int = EVAL_SEED, dataset: Optional[str] = None):
+        """config and variant are None where no run stands behind the samples (bench score's image
+        sets): then `dataset` names the data, and nothing is generated."""
         self.config, self.data, self.variant, self.device = config, data, variant, device
         self.weights = weights or Weights.from_env()
         self.eval_seed = eval_seed
-        self.dataset = config.dataset
+        self.dataset = dataset or config.dataset
+        self.seed = config.loop.seed if config is not None else None
         self.spec = data.spec
         self.info = data.info
-        self.family = family_of(config.dataset, data)
-        self.stacked = self.family == "domain" and feature_family(config.dataset) == "domain_stacked"
-        self.conditional = bool(variant.conditional and self.spec.num_classes)
+        self.family = family_of(self.dataset, data)
+        self.stacked = self.family == "domain" and feature_family(self.dataset) == "domain_stacked"
+        self.conditional = bool(variant is not None and variant.conditional and self.spec.num_classes)
         self._real_msssim: dict[int, float] = {}
         self._ceilings: dict[str, dict] = {}
 
@@ -70,7 +73,7 @@ class EvalContext:
     def protocol(self) -> dict:
         """Fields shared by every record of this run; metrics add theirs (n_gen, extractor, ...)."""
         out = {"ref_dataset": self.dataset, "ref_split": self.ref_split, "ref_fingerprint": self.ref_fingerprint,
-               "eval_seed": self.eval_seed, "seed": self.config.loop.seed, "library": own_library()}
+               "eval_seed": self.eval_seed, "seed": self.seed, "library": own_library()}
         if self.spec.kind == "images":
             prep = self.info.get("preprocess") or {}
             out.update(image_size=self.image_size, resize=str(prep.get("filter", self.info.get("resize", "none"))),
@@ -144,7 +147,7 @@ class EvalContext:
         8 x 8 digits, the cached CNN for MNIST digits, where the SVC stays below 0.98 (§4)."""
         images, labels = self.data.images.cpu(), self.data.labels.cpu()
         channels, digits = extractors.distinct_channels(images, extractors.digits_of_modes(labels))
-        if getattr(registry.datasets.get(self.config.dataset), "judge", "svc") == "cnn":
+        if getattr(registry.datasets.get(self.dataset), "judge", "svc") == "cnn":
             from bench.metrics import cnn_judge
 
             path = metrics_cache() / cnn_judge.cache_name(channels, digits, self.eval_seed)

@@ -70,13 +70,14 @@ def _context_class():
         """An EvalContext whose reference is set B; the extractor stays the one fitted on `features`."""
 
         def __init__(self, reference, source: str, features: str):
-            from bench.config.schema import resolve
+            from bench.config.schema import IMAGE_SIZES
 
-            config = resolve({"variant": "dcgan", "dataset": features, "image_size": int(reference.shape[-1]),
-                              "device": "cpu"}, where="bench score")
-            data = registry.datasets.get(features).load(config.data, config.loop.image_size, torch.device("cpu"))
-            variant = registry.variants.get("dcgan")(config.options, data.spec)
-            super().__init__(config, data, variant, torch.device("cpu"))
+            size, cls = int(reference.shape[-1]), registry.datasets.get(features)
+            if size not in IMAGE_SIZES:
+                raise BenchError(f"the sets hold {size} px images; bench score takes one of "
+                                 f"{', '.join(map(str, IMAGE_SIZES))} px")
+            data = cls.load(cls.Options(), size, torch.device("cpu"))
+            super().__init__(None, data, None, torch.device("cpu"), dataset=features)
             if self.family != "domain":
                 raise BenchError(f"--features {features}: not a built-in labelled image dataset; pick one of "
                                  f"digits, shapes, mnist5k")

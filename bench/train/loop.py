@@ -227,12 +227,11 @@ def _setup(runs: list[RunDir], configs: list[RunConfig], data: Optional[DeviceDa
     seed_everything(loop.seed)
     data = data or registry.datasets.get(config.dataset).load(config.data, loop.image_size, device)
     variant = registry.variants.get(config.variant)(options, data.spec)
-    variant.fused_optim = loop.fused_optim and device.type == "cuda"
     nhwc = loop.channels_last and data.spec.kind == "images" and len(runs) == 1
     group = packed.members(variant, data, [c.loop.seed for c in configs], device,
                            torch.channels_last if nhwc else None, pack_mode)
     model = group.model
-    opt_g, opt_d = model.optimizers(group.G, group.D)
+    opt_g, opt_d = model.optimizers(group.G, group.D, fused=loop.fused_optim and device.type == "cuda")
     start = group.restore([r.checkpoint_file for r in runs], device, opt_g, opt_d)
     amp = torch.autocast(device.type, torch.bfloat16, enabled=loop.amp)  # losses are cast to float32
     phases = (Phase("d", group.D, group.G, opt_d, model.d_loss, options.d_steps, model.after_d_step),
