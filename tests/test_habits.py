@@ -218,8 +218,17 @@ def _rows(out: str) -> list[dict]:
     rows = []
     for line in out.splitlines():
         if "  queued  " in line:
-            rows.append(dict(word.split("=", 1) for word in line.split() if "=" in word))
+            rows.append({"id": line.split()[0], **dict(word.split("=", 1) for word in line.split() if "=" in word)})
     return rows
+
+
+def _ids_of(**options) -> set[str]:
+    """Run ids of the full grid's configurations whose variant options are these (real_label=0.9 ...)."""
+    from bench.config.grid import resolve_all
+    from bench.config.schema import load_grid
+
+    configs, _ = resolve_all(load_grid(REPO / "ablations" / "label_smoothing.yaml"))
+    return {c.run_id for c in configs if all(getattr(c.options, k) == v for k, v in options.items())}
 
 
 @pytest.mark.parametrize("form, runs, check", [
@@ -227,7 +236,7 @@ def _rows(out: str) -> list[dict]:
     ("real_label=[1.0, 0.9]", 24, lambda rows: {(r["real_label"], r["fake_label"]) for r in rows} ==
      {("1.0", "0.0"), ("0.9", "0.0"), ("1.0", "0.1"), ("0.9", "0.1")}),
     ("labels=[{real_label: 0.9}]", 6, lambda rows: "real_label" not in rows[0]),
-    ("labels=one_sided", 6, lambda rows: True),
+    ("labels=one_sided", 6, lambda rows: {r["id"] for r in rows} == _ids_of(real_label=0.9, fake_label=0.0)),
     ("labels=[none, two_sided]", 12, lambda rows: {r["labels"] for r in rows} == {"none", "two_sided"}),
     ("seeds=1", 3, lambda rows: {r["seed"] for r in rows} == {"0"}),
     ("seeds=[3, 7]", 6, lambda rows: {r["seed"] for r in rows} == {"3", "7"}),
