@@ -161,7 +161,7 @@ class EvalContext:
 
     def real_msssim(self, pairs: int) -> float:
         """Mean MS-SSIM of `pairs` real pairs: the same for every run of this reference, so it is cached
-        on disk beside the NDB bins (10,000 pairs at 64 px take about ten seconds on one CPU thread)."""
+        on disk beside the NDB bins (the final protocol's pairs take seconds on a CPU thread; README, Speed)."""
         if pairs not in self._real_msssim:
             name = f"{self.cache_key}-msssim-real-{pairs}pairs-seed{self.eval_seed}-{self.device.type}.json"
             path = metrics_cache() / name

@@ -244,8 +244,8 @@ def collect_samples(report: Report) -> None:
 
 
 def write_csv(frame: pd.DataFrame, path) -> None:
-    """CSV through Arrow's writer (full float precision, ~15x faster than pandas on the tidy table of
-    1,000 runs); pandas when a column mixes types Arrow will not convert."""
+    """CSV through Arrow's writer (full float precision, much faster than pandas on a large tidy table;
+    README, Speed); pandas when a column mixes types Arrow will not convert."""
     try:
         import pyarrow as pa
         import pyarrow.csv as pacsv

@@ -14,7 +14,7 @@ from bench.metrics.records import count_label
 @registry.metrics.register("probe")
 class Probe(Metric):
     """Linear probe on the frozen D beside a random D and raw pixels (docs/protocols.md §8). Opt-in: a 5-fold
-    search over C for three feature sets takes tens of seconds, too long for every run's final."""
+    search over C for three feature sets is too slow for every run's final (README, Speed)."""
 
     opt_in = True
 
