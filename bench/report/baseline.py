@@ -53,6 +53,11 @@ def _pairs(texts: list[str], data: GridData, view: View) -> list:
         if named:
             preds.append(lambda cfg, vs=named: any(matches(v, cfg) for v in vs))
             continue
+        axis = next((a for a in view.axes if a.name == key), None)
+        if axis is not None and key not in data.varying:  # an axis of the grid file, not a config key
+            names = ", ".join(dict.fromkeys(v.name if v.name is not None else text(v.settings[0][1])
+                                            if len(v.settings) == 1 else v.label() for v in axis.values))
+            raise BenchError(f"--baseline {item!r}: axis {key} has no value named {raw!r}; its values: {names}")
         if key not in data.varying:
             axes = ", ".join(a.name for a in view.axes)
             raise BenchError(f"--baseline {item!r}: {key!r} does not vary in grid {data.name}; varying keys: "

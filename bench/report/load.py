@@ -68,7 +68,19 @@ def find_grids(targets: Iterable[str], results: Path) -> list[Path]:
             names = ", ".join(sorted(p.name for p in results.iterdir() if _is_grid(p))) if results.is_dir() else ""
             raise BenchError(f"{target!r} is neither a grid under {results} nor a results or grid folder; "
                              f"grids: {names or '(none)'}")
-    return list(dict.fromkeys(out))
+    return _one_per_name(out)
+
+
+def _one_per_name(grids: list[Path]) -> list[Path]:
+    """Each grid folder once; two different folders with one name would share reports/<name>/, the
+    second report replacing the first, so they are refused."""
+    seen: dict[str, Path] = {}
+    for grid in dict(((g.resolve(), g) for g in grids)).values():
+        other = seen.setdefault(grid.name, grid)
+        if other is not grid:
+            raise BenchError(f"{other} and {grid} are both grids named {grid.name!r} and would share one report "
+                             f"folder; report them one at a time, each with its own --out")
+    return list(seen.values())
 
 
 def _is_grid(path: Path) -> bool:
