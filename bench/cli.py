@@ -114,7 +114,7 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
     write_atomic(results / name / "grid.yaml", grid.text or "")
     damaged = [p for p in planned if p.state == scheduler.DAMAGED]
     for p in damaged:
-        click.echo(f"damaged {p.run.id}: {p.run.inspect().damage}", err=True)
+        click.echo(f"damaged {p.run.id}: {p.run.inspect(metrics=True).damage}", err=True)
     todo = [p for p in planned if scheduler.needs_work(p, retry_failed)]
     failed_before = sum(p.state == "failed" for p in planned) if not retry_failed else 0
     click.echo(f"{name}: {len(planned)} runs, {len(planned) - len(todo)} finished, failed or damaged, {len(todo)} "

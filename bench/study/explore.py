@@ -160,7 +160,7 @@ def _check_seed(seed: Optional[int]) -> None:
 def _check_finished(run: RunDir, config) -> None:
     """Only a finished run's G is its final one: explored earlier, a record labelled final would hold
     the G of whatever step the checkpoint had reached (as bench eval refuses too)."""
-    status = run.status()  # a damaged status.json stops here, as in every other reader
+    status = run.check()  # a damaged run file stops here, as in every other reader
     if status.get("state") != "done":
         raise BenchError(f"{run.path} is {status.get('state', 'queued')} (step {status.get('step', 0)} of "
                          f"{config.loop.steps}); finish it with bench run first")

@@ -78,6 +78,7 @@ def out_file(out: str, suffix: str = ".npz") -> Path:
 
 def sample_run(run_dir: str, n: int, out: str, class_: int | None, seed: int | None, which: str = "final") -> Path:
     run = RunDir.open(run_dir)
+    run.check()  # a damaged run is damaged here as in bench status and report
     out_path = out_file(out)
     if not 1 <= n <= MAX_SAMPLES:
         raise BenchError(f"--n {n}: at most {MAX_SAMPLES:,} samples per file (they are held in memory); "
