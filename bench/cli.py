@@ -53,7 +53,7 @@ def _gpu_list(text: str | None, local: bool = True) -> tuple[int, ...]:
     try:
         wanted = None if text == "all" else tuple(int(g) for g in text.split(","))
     except ValueError:
-        raise BenchError(f"--gpus {text!r}: expected device indices like 0,1 or 'all'") from None
+        raise BenchError(f"--gpus {text}: expected device indices like 0,1 or 'all'") from None
     if wanted is not None and any(g < 0 for g in wanted):
         raise BenchError(f"--gpus {text}: device indices start at 0")
     if not local:

@@ -131,7 +131,7 @@ def _loss_setting(item: str, key: str, rule: str) -> float | int:
     except ValueError:
         raise BenchError(f"--threshold {item!r}: {key} takes {'a whole number' if whole else 'a number'}") from None
     if not (lo <= value if closed else lo < value) or not value <= hi or not math.isfinite(value):
-        span = f"{'[' if closed else '('}{lo:g}, {'inf)' if hi == math.inf else f'{hi:,}]'}"
+        span = f"{'[' if closed else '('}{lo:g}, {'inf)' if hi == math.inf else f'{hi:,}]' if whole else f'{hi:g}]'}"
         raise BenchError(f"--threshold {item!r}: {key} must be a finite number in {span}")
     return value
 
