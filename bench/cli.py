@@ -305,6 +305,10 @@ def main(argv=None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo(interrupted(sys.argv[1:] if argv is None else argv), err=True)
         return 130
+    except click.UsageError as exc:  # a bad option value: one line, like every other mistake
+        where = f"; {exc.ctx.command_path} --help lists the options" if exc.ctx else ""
+        click.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
+        return 2
     except click.ClickException as exc:
         exc.show()
         return 2

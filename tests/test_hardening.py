@@ -301,6 +301,21 @@ def test_baseline_with_an_unknown_axis_value_names_it_and_lists_the_names(tmp_pa
     assert bench_cli("report", "ls", "--baseline", "labels=one_sided", "--format", "md")[0] == 0
 
 
+def test_baseline_reads_numbers_as_the_grid_writes_them(tmp_path):
+    from bench.report.build import Options, compute
+    from bench.report.load import load_grid
+
+    grid = tmp_path / "lr"
+    for lr in (1e-4, 2e-4, 1.0):
+        for seed in range(2):
+            rec = curve_record(600, "fd", 10.0 + seed + lr, "FD@10k", False, kind="final", seed=seed)
+            write_run(grid, {"variant": "dcgan", "lr": lr, "seed": seed}, "done", [rec], 600)
+    data = load_grid(grid)
+    for asked, picked in (("lr=1e-4", "lr=0.0001"), ("lr=2E-4", "lr=0.0002"), ("lr=1", "lr=1.0")):
+        table = compute(data, Options(baseline=(asked,))).table.set_index("config")
+        assert table.loc[picked, "note"] == "baseline"
+
+
 # 12. --gpus checked at planning
 @pytest.mark.parametrize("gpus, words", [("foo", "expected device indices like 0,1"), ("-1", "start at 0"),
                                          ("0", "no CUDA device is visible"), ("all", "no CUDA device is visible")])
