@@ -238,11 +238,12 @@ class RunDir:
 
     def inspect(self, metrics: bool = False) -> "RunView":
         """Config, status and lock-free facts for listings; a damaged file is reported, never raised.
-        With `metrics`, metrics.jsonl is read through the same checks as the report's, so a listing
-        and a report give one verdict on one file (the progress display, polling live runs, skips it)."""
+        With `metrics`, a finished run's metrics.jsonl is read through the same checks as the report's,
+        so a listing and a report never call one file done and damaged; unfinished runs are checked
+        where they resume (truncate_metrics), so polling a live run costs no parse."""
         try:
             view = RunView(self, self.read_config(), self.status(), None)
-            if metrics:
+            if metrics and view.state in FINISHED:
                 self.check_metrics()
             return view
         except Damaged as exc:
