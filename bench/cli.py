@@ -44,19 +44,33 @@ def _grid_and_configs(grid_file: str, sets: tuple[str, ...], smoke: bool, max_ru
     return grid, name, configs, skipped
 
 
-def _gpu_list(text: str | None) -> tuple[int, ...]:
-    if not text:
+def _gpu_list(text: str | None, local: bool = True) -> tuple[int, ...]:
+    """--gpus checked at planning, before anything is written: a device that is not there would
+    otherwise fail every run, and failed runs are skipped until --retry-failed. Devices of a dask or
+    ray cluster are the cluster's to check (`local` False): only the syntax is checked here."""
+    if text is None:
         return ()
-    if text == "all":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BenchError("--gpus all: no CUDA device is visible; drop --gpus to run on CPU")
-        return tuple(range(torch.cuda.device_count()))
     try:
-        return tuple(int(g) for g in text.split(","))
+        wanted = None if text == "all" else tuple(int(g) for g in text.split(","))
     except ValueError:
-        raise BenchError(f"--gpus {text!r}: expected device indices like 0,1 or 'all'") from None
+        raise BenchError(f"--gpus {text}: expected device indices like 0,1 or 'all'") from None
+    if wanted is not None and any(g < 0 for g in wanted):
+        raise BenchError(f"--gpus {text}: device indices start at 0")
+    if not local:
+        if wanted is None:
+            raise BenchError("--gpus all: name the cluster's device indices (0,1,...) with --backend dask or ray")
+        return wanted
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise BenchError(f"--gpus {text}: no CUDA device is visible; drop --gpus to run on CPU")
+    if wanted is None:
+        return tuple(range(count))
+    bad = [g for g in wanted if not 0 <= g < count]
+    if bad:
+        raise BenchError(f"--gpus {text}: no CUDA device {bad[0]}; this machine has 0..{count - 1}")
+    return wanted
 
 
 @cli.command()
@@ -86,6 +100,7 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
     from bench.store.runs import write_atomic
 
     grid, name, configs, skipped = _grid_and_configs(grid_file, sets, smoke, max_runs)
+    gpu_list = _gpu_list(gpus, local=backend == "local")
     planned = scheduler.plan(results, name, configs)
     for reason in skipped:
         click.echo(f"skipped: {reason}", err=True)
@@ -95,11 +110,11 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
         rows = read_rows([p.run.path for p in planned], [p.config.flat() for p in planned])
         click.echo(render(rows, f"{name}: {len(planned)} runs (dry run, nothing trained)", grid.text or ""))
         return
-    placement = Placement(jobs, _gpu_list(gpus), per_gpu)
+    placement = Placement(jobs, gpu_list, per_gpu)
     write_atomic(results / name / "grid.yaml", grid.text or "")
     damaged = [p for p in planned if p.state == scheduler.DAMAGED]
     for p in damaged:
-        click.echo(f"damaged {p.run.id}: {p.run.inspect().damage}", err=True)
+        click.echo(f"damaged {p.run.id}: {p.run.inspect(metrics=True).damage}", err=True)
     todo = [p for p in planned if scheduler.needs_work(p, retry_failed)]
     failed_before = sum(p.state == "failed" for p in planned) if not retry_failed else 0
     click.echo(f"{name}: {len(planned)} runs, {len(planned) - len(todo)} finished, failed or damaged, {len(todo)} "
@@ -290,6 +305,10 @@ def main(argv=None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo(interrupted(sys.argv[1:] if argv is None else argv), err=True)
         return 130
+    except click.UsageError as exc:  # a bad option value: one line, like every other mistake
+        where = f"; {exc.ctx.command_path} --help lists the options" if exc.ctx else ""
+        click.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
+        return 2
     except click.ClickException as exc:
         exc.show()
         return 2

@@ -18,10 +18,12 @@ def data():
 # Written out so `bench data fetch --help` stays free of torch; tests/test_fetch_messages.py keeps
 # it equal to bench/datasets/fetch.py and the dataset registry.
 FETCHABLE = "anime, cartoonset, cifar10, imagefolder, mnist, stanford_dogs"
-BUILT_IN = "digits, grid25, mnist5k, ring8, shapes, stacked_digits, stacked_mnist, stacked_mnist5k"
+BUILT_IN = "digits, grid25, mnist5k, ring8, shapes, stacked_digits, stacked_mnist5k"
+BUILT_FROM = "stacked_mnist (from mnist)"
 
 
-@data.command(epilog=f"\b\nNAME: {FETCHABLE}\n(built in, nothing to fetch: {BUILT_IN})")
+@data.command(epilog=f"\b\nNAME: {FETCHABLE}\n(built in, nothing to fetch: {BUILT_IN};\n"
+                     f"built from a fetched dataset: {BUILT_FROM})")
 @click.argument("name")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="where to put it (default: $BENCH_DATA/NAME, else ./data/NAME); pass the same as data.root")
@@ -43,7 +45,14 @@ def list_datasets():
 
     lines = [f"{'dataset':16} {'state':9} {'size':>9}  folder"]
     for name in registry.datasets.names():
-        if not issubclass(registry.datasets.get(name), FileDataset):
+        cls = registry.datasets.get(name)
+        if cls.built_from:
+            source = data_root("", cls.built_from)
+            state = "present" if source.is_dir() and any(source.iterdir()) else "missing"
+            lines.append(f"{name:16} {state:9} {'-':>9}  {source} (built from {cls.built_from}: "
+                         f"bench data fetch {cls.built_from})")
+            continue
+        if not issubclass(cls, FileDataset):
             lines.append(f"{name:16} {'built in':9} {'-':>9}  -")
             continue
         root = data_root("", name)

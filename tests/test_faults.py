@@ -305,7 +305,7 @@ def test_truncated_or_foreign_best_checkpoint_is_refused_in_one_line(bench_cli, 
 
 @pytest.mark.parametrize("args, message", [
     (["--out", "/no-such-folder-for-bench/s.npz"], "does not exist and is outside the current directory"),
-    (["--out", "a/b/s.npz"], "does not exist; create it first (bench sample makes only the last folder"),
+    (["--out", "a/b/s.npz"], "does not exist; create it first (only the last folder"),
     (["--out", "plain.txt/s.npz"], "is not a folder"),
     (["--out", "s.png"], "the file name must end in .npz"),
     (["--n", "100000000"], "--n 100000000: at most 1,000,000 samples per file"),

@@ -14,7 +14,10 @@ from bench.datasets import fetch as fetch_mod
 from bench.datasets.base import FileDataset
 from bench.datasets.fetch import Download
 
-BUILT_IN = [n for n in registry.datasets.names() if not issubclass(registry.datasets.get(n), FileDataset)]
+BUILT_IN = [n for n in registry.datasets.names() if not issubclass(registry.datasets.get(n), FileDataset)
+            and not registry.datasets.get(n).built_from]
+BUILT_FROM = {n: registry.datasets.get(n).built_from for n in registry.datasets.names()
+              if registry.datasets.get(n).built_from}
 
 
 @pytest.fixture
@@ -94,8 +97,11 @@ def test_fetch_help_lists_every_name(bench_cli):
     from bench.data_command import FETCHABLE
 
     assert FETCHABLE.split(", ") == fetch_mod.fetchable()
+    from bench.data_command import BUILT_FROM as built_from_text
+
     assert built_in_text.split(", ") == BUILT_IN
-    assert set(fetch_mod.fetchable()) | set(BUILT_IN) == set(registry.datasets.names())
+    assert built_from_text.split(", ") == [f"{n} (from {m})" for n, m in BUILT_FROM.items()]
+    assert set(fetch_mod.fetchable()) | set(BUILT_IN) | set(BUILT_FROM) == set(registry.datasets.names())
     code, out, _ = bench_cli("data", "fetch", "--help")
     assert code == 0 and f"NAME: {FETCHABLE}" in out and "stacked_mnist5k" in out
 

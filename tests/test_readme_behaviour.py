@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 from bench.launch import backends
 
@@ -58,6 +59,8 @@ def test_gpus_and_per_gpu_give_one_stream_per_slot(monkeypatch):
     monkeypatch.setattr(backends, "execute_stream",
                         lambda units, threads, device, retry: streams.append((units, threads, device)) or [])
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     placement = Placement(jobs=1, gpus=_gpu_list("0,2"), per_gpu=2)
     assert placement.slots == 4 and placement.threads() == 4  # 16 cores over 4 slots
     units = [[f"run{i}"] for i in range(6)]

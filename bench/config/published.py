@@ -242,9 +242,13 @@ def _known(mapping: dict, keys: set, at: str) -> None:
 
 
 def _finite(x: Any, at: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+    """A finite number, read as grid keys are read: YAML 1.1 leaves `6e0` a string, float() reads it."""
+    from bench.config.schema import _number
+
+    value = _number(x)
+    if value is None or not math.isfinite(value):
         raise BenchError(f"{at} must be a finite number, got {_short(x)}")
-    return float(x)
+    return value
 
 
 def _short(x: Any, limit: int = 40) -> str:
@@ -266,4 +270,6 @@ def same_value(a: Any, b: Any) -> bool:
 def number_text(x: float) -> str:
     if x is None or not math.isfinite(x):
         return "n/a"
-    return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+    if abs(x) < 1000:
+        return f"{x:.3g}"
+    return f"{x:,.0f}" if abs(x) < 1e15 else f"{x:.3g}"  # past 10^15 digits say nothing more

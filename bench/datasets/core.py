@@ -120,6 +120,7 @@ class Dataset(ABC):
     kind = "images"  # or "points": lets a grid skip variant/dataset pairs that cannot work
     name = "dataset"  # set by the registry
     label_fix = "use a dataset with classes, such as digits"  # the fix named when labelled() is False
+    built_from = ""  # a fetched dataset whose files this one is built from (bench data names it)
 
     @classmethod
     def labelled(cls, options: DataOptions) -> Optional[bool]:

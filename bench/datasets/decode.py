@@ -48,12 +48,38 @@ def to_square(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
+HIGH_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # greyscale modes wider than 8 bits (16-bit PNG opens as I;16)
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """High-bit greyscale rescaled to 0-255 (65535 -> 255), since PIL's convert clips it instead and
+    a 16-bit image turns white; float pixels (mode F) have no known range and are refused."""
+    if image.mode == "F":
+        raise ValueError("floating-point pixels (mode F); save the image with 8 or 16 bits per channel")
+    if image.mode not in HIGH_BIT:
+        return image
+    a = np.asarray(image)
+    if a.size and (a.min() < 0 or a.max() > 65535):
+        raise ValueError(f"{image.mode} pixels outside 0-65535; save the image with 8 or 16 bits per channel")
+    return Image.fromarray((a.astype(np.float64) / 257).round().astype(np.uint8), "L")
+
+
+def open_rgb(path: Path) -> Image.Image:
+    """A file as an 8-bit RGB image, fully decoded; raises one of UNREADABLE when it cannot be."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            image.load()  # a truncated file fails here, not later
+            return eight_bit(image).convert("RGB")
+
+
 def decode_one(path: Path, prep: Preprocess, box: Optional[Box] = None) -> np.ndarray:
     """One file to an S x S x 3 uint8 array; raises on an unreadable file."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as image:
             image.load()  # a truncated file fails here, not later
+            image = eight_bit(image)
             if prep.background is not None:
                 rgba = image.convert("RGBA")
                 canvas = Image.new("RGBA", rgba.size, tuple(prep.background) + (255,))

@@ -182,21 +182,30 @@ def fetch(name: str, root: Path) -> list[str]:
         from bench.datasets.base import FileDataset
 
         if name in registry.datasets.names() and not issubclass(registry.datasets.get(name), FileDataset):
+            source = registry.datasets.get(name).built_from
+            if source:
+                return [f"{name}: built from the {source} files, nothing of its own to fetch; "
+                        f"run bench data fetch {source}"]
             return [f"{name}: built in, nothing to fetch"]
         raise BenchError(f"nothing to fetch for '{name}'; fetchable: {', '.join(fetchable())} "
                          f"(bench data list shows every dataset)")
     made = [p for p in (root, *root.parents) if not p.exists()]
+    had = set(root.iterdir()) if root.is_dir() else set()
     try:
         return [_torchvision(name, root)] if name in TORCHVISION else _fetch_sources(name, root)
     except BaseException:
-        _remove_empty(root, made)
+        _remove_empty(root, made, had)
         raise
 
 
-def _remove_empty(root: Path, made: list[Path]) -> None:
-    """Delete the empty folders under root, then the folders this fetch made, if empty."""
-    if made[:1] == [root] and root.is_dir():  # never tidy a folder the user had
-        for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+def _remove_empty(root: Path, made: list[Path], had: set[Path]) -> None:
+    """Delete the empty folders this fetch made: inside the new entries of root (torchvision makes
+    MNIST/raw in whatever root it is given), then root and its parents where it made them. A folder
+    the user had is never touched, nor anything holding a file (a partial download resumes)."""
+    new = [p for p in root.iterdir() if p not in had and p.is_dir() and not p.is_symlink()] if root.is_dir() else []
+    for top in new:
+        inner = sorted((p for p in top.rglob("*") if p.is_dir() and not p.is_symlink()), key=lambda p: -len(p.parts))
+        for folder in [*inner, top]:
             if not any(folder.iterdir()):
                 folder.rmdir()
     for folder in made:  # deepest first

@@ -130,6 +130,7 @@ class StackedMNIST(_Stacked):
     """Stacked MNIST from MNIST train + test (70,000 digits), read from the fetched `mnist` folder."""
 
     Options = StackedFullOptions
+    built_from = "mnist"
 
     @classmethod
     def _splits(cls, options: StackedFullOptions):

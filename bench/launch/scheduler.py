@@ -38,7 +38,7 @@ class PlannedRun:
         """The run's state; `damaged` when a file of an existing run folder cannot be read."""
         if not self.run.config_file.exists():  # not created yet
             return "queued"
-        return self.run.inspect().state
+        return self.run.inspect(metrics=True).state
 
 
 def plan(results: Path, grid_name: str, configs: list[RunConfig]) -> list[PlannedRun]:

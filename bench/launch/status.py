@@ -64,7 +64,7 @@ def read_rows(run_paths: list[Path], configs: Optional[list[dict]] = None) -> li
         if not (path / "config.yaml").exists():  # not created yet, or being created right now
             rows.append(RunRow(path.name, planned, {"state": "queued"}, None))
             continue
-        view = RunDir(path.parent.parent, path.parent.name, path.name).inspect()
+        view = RunDir(path.parent.parent, path.parent.name, path.name).inspect(metrics=True)
         damage = str(view.damage) if view.damage else ""
         rows.append(RunRow(path.name, view.config or planned, view.status, read_lock(path / "lock.json"), damage))
     return rows

@@ -54,6 +54,11 @@ def _pairs(texts: list[str], data: GridData, view: View) -> list:
         if named:
             preds.append(lambda cfg, vs=named: any(matches(v, cfg) for v in vs))
             continue
+        axis = next((a for a in view.axes if a.name == key), None)
+        if axis is not None and key not in data.varying:  # an axis of the grid file, not a config key
+            names = ", ".join(dict.fromkeys(v.name if v.name is not None else text(v.settings[0][1])
+                                            if len(v.settings) == 1 else v.label() for v in axis.values))
+            raise BenchError(f"--baseline {item!r}: axis {key} has no value named {raw!r}; its values: {names}")
         if key not in data.varying:
             axes = ", ".join(a.name for a in view.axes)
             raise BenchError(f"--baseline {item!r}: {key!r} does not vary in grid {data.name}; varying keys: "
@@ -66,11 +71,20 @@ def _pairs(texts: list[str], data: GridData, view: View) -> list:
         values = {canon(c[key]) for c in data.configs.values() if key in c}
         if value not in values and canon(raw) in values:
             value = canon(raw)  # a string that YAML would have read as a number or bool
+        if value not in values and canon(_float(raw)) in values:
+            value = canon(_float(raw))  # 1e-4 (a string to YAML 1.1) or 1 for the grid's 0.0001 or 1.0
         if value not in values:
             raise BenchError(f"--baseline {item!r}: no run has {key}={raw}; values in grid {data.name}: "
                              + ", ".join(sorted(values)))
         preds.append(lambda cfg, k=key, v=value: k in cfg and canon(cfg[k]) == v)
     return preds
+
+
+def _float(raw: str) -> float | None:
+    try:
+        return float(raw)
+    except ValueError:
+        return None
 
 
 def parse_baseline(texts: Iterable[str] | str | None, data: GridData, view: View) -> Baseline:

@@ -68,7 +68,19 @@ def find_grids(targets: Iterable[str], results: Path) -> list[Path]:
             names = ", ".join(sorted(p.name for p in results.iterdir() if _is_grid(p))) if results.is_dir() else ""
             raise BenchError(f"{target!r} is neither a grid under {results} nor a results or grid folder; "
                              f"grids: {names or '(none)'}")
-    return list(dict.fromkeys(out))
+    return _one_per_name(out)
+
+
+def _one_per_name(grids: list[Path]) -> list[Path]:
+    """Each grid folder once; two different folders with one name would share reports/<name>/, the
+    second report replacing the first, so they are refused."""
+    seen: dict[str, Path] = {}
+    for grid in dict(((g.resolve(), g) for g in grids)).values():
+        other = seen.setdefault(grid.name, grid)
+        if other is not grid:
+            raise BenchError(f"{other} and {grid} are both grids named {grid.name!r} and would share one report "
+                             f"folder; report them one at a time, each with its own --out")
+    return list(seen.values())
 
 
 def _is_grid(path: Path) -> bool:
@@ -134,21 +146,25 @@ def _key_columns(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return records, table.drop(columns="rank")
 
 
-CACHE_VERSION = "3"  # bump when the tables built here change shape
+CACHE_VERSION = "4"  # bump when the tables built here, or the reader's verdicts, change
 _FRAMES = ("runs", "records", "columns")
+_RUN_FILES = ("config.yaml", "status.json", "metrics.jsonl")  # what load_grid reads of each run folder
 
 
 def signature(path: Path) -> str:
-    """Hash of every run file's name, size and modification time: equal means nothing was rewritten."""
+    """SHA-256 over the content of every file load_grid reads (and their names): equal means the
+    tables would be equal. Size and modification time would miss a file edited in place to the same
+    size with its old time put back; hashing the bytes costs a fraction of parsing them."""
     h = hashlib.sha256(CACHE_VERSION.encode())
     for entry in sorted(os.scandir(path), key=lambda d: d.name):
-        names = ("config.yaml", "status.json", "metrics.jsonl") if entry.is_dir() else (None,)
+        names = _RUN_FILES if entry.is_dir() else ((None,) if entry.name == "grid.yaml" else ())
         for name in names:
             try:
-                st = os.stat(os.path.join(entry.path, name) if name else entry.path)
-            except FileNotFoundError:
+                with open(os.path.join(entry.path, name) if name else entry.path, "rb") as f:
+                    digest = hashlib.file_digest(f, "sha256").hexdigest()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 continue
-            h.update(f"{entry.name}/{name}:{st.st_size}:{st.st_mtime_ns};".encode())
+            h.update(f"{entry.name}/{name}:{digest};".encode())
     return h.hexdigest()
 
 

@@ -154,7 +154,8 @@ NOTE = ("Published: mean ± spread as printed. Ours: mean over training seeds of
 
 def to_markdown(table) -> str:
     """A Markdown table with the sources cited under it."""
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    from bench.report.text import md_escape as esc  # names come from a grid file: inert text, never markup
+
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join(["---"] * len(HEADERS)) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in _cells(r)) + " |" for r in table.itertuples(index=False)]
     lines += ["", esc(NOTE), ""] + [f"Source: {esc(s)}" for s in _sources(table)]

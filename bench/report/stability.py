@@ -16,6 +16,7 @@ Every threshold is an option, and the report prints each rule with the runs it f
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 
@@ -101,18 +102,45 @@ def parse_thresholds(items: tuple[str, ...] | list[str], base: Thresholds | None
                 raise BenchError(f"--threshold {item!r}: rule {rule!r} not understood; write it like "
                                  f"{hints[group]}, or off")
             else:
+                _check_rule(item, group, rule)
                 groups[group][metric] = rule
         elif key in loss:
-            try:
-                loss[key] = int(rule) if key == "loss.windows" else float(rule)
-            except ValueError:
-                raise BenchError(f"--threshold {item!r}: {key} takes a number") from None
+            loss[key] = _loss_setting(item, key, rule)
         else:
             raise BenchError(f"--threshold {item!r}: unknown key {key!r}; valid: divergence.<metric>, "
                              "collapse.<metric>, reach.<metric>, loss.d_max, loss.g_rise, loss.windows, grad.g_share")
     return replace(t, collapse=groups["collapse"], reach=groups["reach"], divergence=groups["divergence"],
                    loss_d_max=loss["loss.d_max"], loss_g_rise=loss["loss.g_rise"], loss_windows=loss["loss.windows"],
                    grad_g_share=loss["grad.g_share"])
+
+
+# Each loss and gradient setting's range, (low, high, low included): a rule outside it could never
+# (or would always) fire, and NaN compares false with everything.
+LOSS_RANGES = {"loss.d_max": (0.0, math.inf, False), "loss.g_rise": (0.0, math.inf, True),
+               "loss.windows": (1, 10**6, True), "grad.g_share": (0.0, 1.0, False)}
+
+
+def _loss_setting(item: str, key: str, rule: str) -> float | int:
+    lo, hi, closed = LOSS_RANGES[key]
+    whole = key == "loss.windows"
+    try:
+        value = int(rule) if whole else float(rule)
+    except ValueError:
+        raise BenchError(f"--threshold {item!r}: {key} takes {'a whole number' if whole else 'a number'}") from None
+    if not (lo <= value if closed else lo < value) or not value <= hi or not math.isfinite(value):
+        span = f"{'[' if closed else '('}{lo:g}, {'inf)' if hi == math.inf else f'{hi:,}]' if whole else f'{hi:g}]'}"
+        raise BenchError(f"--threshold {item!r}: {key} must be a finite number in {span}")
+    return value
+
+
+def _check_rule(item: str, group: str, rule: str) -> None:
+    """A rule's number in its range: shares of a best or a ceiling in (0, 100]%, other amounts finite and > 0."""
+    number = float(re.search(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:e-?\d+)?", rule.removeprefix("start+")).group())
+    share = rule.endswith("%") and (group == "reach" or rule.startswith("-"))
+    if not math.isfinite(number) or (group != "divergence" or rule.startswith("start")) and abs(number) <= 0:
+        raise BenchError(f"--threshold {item!r}: the amount must be a finite number above 0")
+    if share and abs(number) > 100:
+        raise BenchError(f"--threshold {item!r}: a share of {abs(number):g}% is past 100%; give one in (0, 100]%")
 
 
 def rule_for(rules: dict, name: str, label: str) -> str | None:

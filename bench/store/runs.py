@@ -91,8 +91,19 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+_NONFINITE = ("inf", "-inf", "nan")  # how append_metrics writes what JSON cannot hold (NaN is written null)
+_LARGEST = int(1.7976931348623157e308)  # past this an integer is no float: a report could not hold it
+
+
+def _is_value(value: Any) -> bool:
+    if value is None or value in _NONFINITE:
+        return True
+    return _is_number(value) and (not isinstance(value, int) or -_LARGEST <= value <= _LARGEST)
+
+
 def _is_record(obj: Any) -> bool:
-    return isinstance(obj, dict) and isinstance(obj.get("name"), str) and _is_int(obj.get("step"))
+    return (isinstance(obj, dict) and isinstance(obj.get("name"), str) and _is_int(obj.get("step"))
+            and _is_value(obj.get("value")) and _is_value(obj.get("std")))
 
 
 def _json_or_none(line: str) -> Any:
@@ -147,6 +158,9 @@ def _finite_or_none(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
     return value
+
+
+_VERDICTS: dict[tuple[str, int, int], Optional[Damaged]] = {}  # RunDir.check_metrics's memory
 
 
 class RunDir:
@@ -222,12 +236,26 @@ class RunDir:
             raise Damaged(self.status_file, "'reason' is not text")
         return data
 
-    def inspect(self) -> "RunView":
-        """Config, status and lock-free facts for listings; a damaged file is reported, never raised."""
+    def inspect(self, metrics: bool = False) -> "RunView":
+        """Config, status and lock-free facts for listings; a damaged file is reported, never raised.
+        With `metrics`, a finished run's metrics.jsonl is read through the same checks as the report's,
+        so a listing and a report never call one file done and damaged; unfinished runs are checked
+        where they resume (truncate_metrics), so polling a live run costs no parse."""
         try:
-            return RunView(self, self.read_config(), self.status(), None)
+            view = RunView(self, self.read_config(), self.status(), None)
+            if metrics and view.state in FINISHED:
+                self.check_metrics()
+            return view
         except Damaged as exc:
             return RunView(self, {}, {"state": "damaged", "reason": str(exc)}, exc)
+
+    def check(self) -> dict[str, Any]:
+        """The status of a run a command is about to open, once every run file has read cleanly
+        (config, status, metrics); Damaged otherwise, naming the file."""
+        self.read_config()
+        status = self.status()
+        self.check_metrics()
+        return status
 
     def set_status(self, state: str, **fields: Any) -> dict[str, Any]:
         assert state in STATES, state
@@ -274,6 +302,25 @@ class RunDir:
             bad = sum(1 for line in lines if not _is_record(_json_or_none(line)))
             raise Damaged(self.metrics_file, f"{bad} of {len(lines)} lines are not metric records")
         return records
+
+    def check_metrics(self) -> None:
+        """read_metrics for its verdict only, remembered per (file, size, mtime) within this process:
+        planning asks for a run's state several times, and a long file takes seconds to parse."""
+        try:
+            st = os.stat(self.metrics_file)
+        except FileNotFoundError:
+            return
+        key = (str(self.metrics_file.resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _VERDICTS:
+            try:
+                self.read_metrics()
+                _VERDICTS[key] = None
+            except Damaged as exc:
+                _VERDICTS[key] = exc
+            if len(_VERDICTS) > 100_000:
+                _VERDICTS.clear()
+        if _VERDICTS[key] is not None:
+            raise _VERDICTS[key]
 
     def truncate_metrics(self, after_step: int) -> None:
         """Drop records past a checkpoint so a resumed run does not log a step twice."""

@@ -128,7 +128,7 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights, no
 
     run = RunDir.open(path)
     config = resolve(run.read_config(), where=str(run.config_file))
-    status = run.status()
+    status = run.check()
     if status.get("state") != "done":
         raise BenchError(f"{run.path} is {status.get('state', 'queued')} (step {status.get('step', 0)} of "
                          f"{config.loop.steps}); finish it with bench run first")

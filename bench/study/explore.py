@@ -119,8 +119,10 @@ def explore_run(run_dir: str, which: str = "final", interp: str = "auto", pairs:
     if interp not in INTERPOLATIONS:
         raise BenchError(f"--interp {interp}: choose one of {', '.join(INTERPOLATIONS)}")
     run = RunDir.open(run_dir)
-    dev = pick_device(device)
+    _check_seed(seed)
+    dev = pick_device(device, fix="use --device cpu")
     config = resolve(run.read_config(), where=str(run.config_file))
+    _check_finished(run, config)
     variant, G, spec, step = load_generator(run, dev)
     data = registry.datasets.get(config.dataset).load(config.data, config.loop.image_size, dev)
     ctx = EvalContext(config, data, variant, dev)
@@ -134,8 +136,7 @@ def explore_run(run_dir: str, which: str = "final", interp: str = "auto", pairs:
         interp = "lerp" if getattr(variant.config, "z_dist", "normal") == "uniform" else "slerp"
     fn = slerp if interp == "slerp" else lerp
     gen = torch.Generator().manual_seed(EVAL_SEED if seed is None else seed)
-    out_dir = run.path / "explore"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _out_dir(run)
     written = [_strips(out_dir, variant, G, spec, data, fn, interp, which, gen, dev)]
     if variant.conditional and spec.num_classes:
         written.append(_class_sweep(out_dir, variant, G, spec, which, gen, dev))
@@ -147,6 +148,36 @@ def explore_run(run_dir: str, which: str = "final", interp: str = "auto", pairs:
                                        EVAL_SEED if seed is None else seed)
         files, lines = files + more, lines + [arith_line]
     return written + files, lines
+
+
+def _check_seed(seed: Optional[int]) -> None:
+    from bench.study.sampling import SEED_LIMIT
+
+    if seed is not None and not 0 <= seed < SEED_LIMIT:
+        raise BenchError(f"--seed {seed}: must be in [0, 2^63), the range of a torch generator seed")
+
+
+def _check_finished(run: RunDir, config) -> None:
+    """Only a finished run's G is its final one: explored earlier, a record labelled final would hold
+    the G of whatever step the checkpoint had reached (as bench eval refuses too)."""
+    status = run.check()  # a damaged run file stops here, as in every other reader
+    if status.get("state") != "done":
+        raise BenchError(f"{run.path} is {status.get('state', 'queued')} (step {status.get('step', 0)} of "
+                         f"{config.loop.steps}); finish it with bench run first")
+
+
+def _out_dir(run: RunDir) -> Path:
+    out_dir = run.path / "explore"
+    try:
+        out_dir.mkdir(exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise BenchError(f"{out_dir} exists and is not a folder; move it away, then explore again") from None
+    return out_dir
+
+
+def _seed_label(seed: int) -> str:
+    """The latent seed in a label when it is not the default, so two seeds never share a table heading."""
+    return "" if seed == EVAL_SEED else f"/seed{seed}"
 
 
 def _labels(variant, spec, n: int, gen) -> Optional[Tensor]:
@@ -247,7 +278,7 @@ def _path_length(run, ctx, variant, G, spec, fn, interp, which, step, pairs, gen
 
         values.append(path_lengths(sample, features, z1, z2, t, fn))
     ppl = trimmed_mean(torch.cat(values))
-    v = Value("ppl", ppl, f"PPL@{count_label(pairs)}/{interp}/{label_space}", False,
+    v = Value("ppl", ppl, f"PPL@{count_label(pairs)}/{interp}/{label_space}{_seed_label(seed)}", False,
               params={"n_pairs": pairs, "eps": EPS, "interp": interp, "trim_percentiles": list(TRIM),
                       "distance": "squared L2", "latent_seed": seed, **space})
     rec = record(v, step=step, kind=which, checkpoint=which, protocol=ctx.protocol())
@@ -255,7 +286,7 @@ def _path_length(run, ctx, variant, G, spec, fn, interp, which, step, pairs, gen
             and r.get("step") == step and r.get("protocol") == rec["protocol"]]
     if not same:  # a second explore of the same G with the same protocol adds no second row
         run.append_metrics([rec])
-    path = run.path / "explore" / f"ppl-{which}.json"
+    path = run.path / "explore" / f"ppl-{which}{_seed_label(seed).replace('/', '-')}.json"
     write_atomic(path, json.dumps(rec, indent=1, sort_keys=True) + "\n")
     return [path], (f"{v.label} = {ppl:.4g} ({which} G, step {step})" if math.isfinite(ppl) else
                      f"{v.label} undefined")
@@ -287,7 +318,7 @@ def _arithmetic(run, ctx, variant, G, spec, which, step, gen, dev, seed) -> tupl
     path = run.path / "explore" / f"arith-{which}.png"
     if spec.kind == "images":
         _image_grid(path, _generate(variant, G, pairs.to(dev), None), 2)
-    v = Value("latent_arith", out["hit"], f"arith@{ARITH_TRIALS}/{ctx.domain_source}", True,
+    v = Value("latent_arith", out["hit"], f"arith@{ARITH_TRIALS}/{ctx.domain_source}{_seed_label(seed)}", True,
               params={"chance": out["chance"], "trials": ARITH_TRIALS, "concept_latents": ARITH_LATENTS,
                       "classes_used": out["classes"], "rule": "z(B) - mean z(B) + mean z(A), expect A",
                       "latent_seed": seed, **ctx.extractor.record()})

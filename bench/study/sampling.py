@@ -52,19 +52,19 @@ def load_generator(run: RunDir, device: torch.device, which: str = "final"):
     return variant, G.to(device).eval(), spec, int(state["step"])
 
 
-def out_file(out: str) -> Path:
-    """--out checked before any work: an .npz in a writable folder that exists, or in one new folder
+def out_file(out: str, suffix: str = ".npz") -> Path:
+    """--out checked before any work: a `suffix` file in a writable folder that exists, or in one new folder
     (the last part of the path) inside an existing folder under the current directory, which the
     write creates. A typo never makes a tree of folders, and nothing is created outside this tree."""
     path = Path(out)
-    if path.suffix != ".npz":
-        raise BenchError(f"--out {out}: the file name must end in .npz")
+    if path.suffix != suffix:
+        raise BenchError(f"--out {out}: the file name must end in {suffix}")
     folder = path.parent.resolve()
     if not folder.exists():
         here = Path.cwd().resolve()
         if not folder.parent.is_dir():
             raise BenchError(f"--out {out}: folder {folder.parent} does not exist; create it first "
-                             f"(bench sample makes only the last folder of the path)")
+                             f"(only the last folder of the path is made)")
         if here not in folder.parents:
             raise BenchError(f"--out {out}: folder {folder} does not exist and is outside the current "
                              f"directory; create it first")
@@ -78,6 +78,7 @@ def out_file(out: str) -> Path:
 
 def sample_run(run_dir: str, n: int, out: str, class_: int | None, seed: int | None, which: str = "final") -> Path:
     run = RunDir.open(run_dir)
+    run.check()  # a damaged run is damaged here as in bench status and report
     out_path = out_file(out)
     if not 1 <= n <= MAX_SAMPLES:
         raise BenchError(f"--n {n}: at most {MAX_SAMPLES:,} samples per file (they are held in memory); "

@@ -26,26 +26,19 @@ def load_set(path: str):
     import numpy as np
     import torch
 
+    from bench.study.score_inputs import check_count, folder_images, npz_samples
+
     p = Path(path)
     if p.is_file() and p.suffix == ".npz":
-        try:
-            with np.load(p) as arrays:
-                x = torch.from_numpy(np.asarray(arrays["samples"], dtype=np.float32))
-        except (OSError, ValueError, KeyError) as exc:
-            raise BenchError(f"{path}: not an .npz with a 'samples' array as bench sample writes ({exc})") from None
-        if x.ndim != 4 or x.shape[1] not in (1, 3):
-            raise BenchError(f"{path}: 'samples' has shape {tuple(x.shape)}; bench score takes images "
-                             f"N x C x H x W (C 1 or 3) in [0, 1]")
-        x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+        x = torch.from_numpy(npz_samples(path))
+        x = (x * 255).round().to(torch.uint8)
     elif p.is_dir():
-        from PIL import Image
-
         from bench.datasets.files import IMAGE_EXTENSIONS
 
         files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)[:MAX_IMAGES]
         if not files:
             raise BenchError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
-        arrays = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+        arrays = folder_images(path, files)
         shapes = {a.shape for a in arrays}
         if len(shapes) > 1:
             raise BenchError(f"{path}: images of several sizes ({', '.join(sorted(map(str, shapes))[:3])}); "
@@ -53,6 +46,7 @@ def load_set(path: str):
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     else:
         raise BenchError(f"{path}: not an image folder or an .npz file")
+    check_count(path, len(x))
     if x.shape[-1] != x.shape[-2]:
         raise BenchError(f"{path}: images are {x.shape[-2]}x{x.shape[-1]}; bench score takes square images")
     x = x[:MAX_IMAGES]
@@ -143,7 +137,11 @@ def score(a: str, b: str, names: list[str], features: str) -> list[dict]:
 def write_json(path: str, a: str, b: str, records: list[dict]) -> None:
     from bench.store.runs import write_atomic
 
-    write_atomic(Path(path), json.dumps({"a": a, "b": b, "records": records}, indent=1, sort_keys=True))
+    try:
+        write_atomic(Path(path), json.dumps({"a": a, "b": b, "records": records}, indent=1, sort_keys=True))
+    except OSError as exc:
+        raise BenchError(f"--out {path}: cannot write it ({exc.strerror or type(exc).__name__}); "
+                         f"pick a writable folder with free space") from None
 
 
 def table(records: list[dict]) -> str:
@@ -164,8 +162,10 @@ def table(records: list[dict]) -> str:
 @click.option("--out", default=None, metavar="FILE.json", help="also write the records as JSON")
 def score_command(a, b, metric_names, features, out):
     """Score image set A against reference B (image folders or bench sample .npz files)."""
-    if out is not None and not out.endswith(".json"):
-        raise BenchError(f"--out {out}: the file name must end in .json")
+    if out is not None:
+        from bench.study.sampling import out_file
+
+        out_file(out, ".json")
     names = [m.strip() for m in metric_names.split(",") if m.strip()]
     if not names:
         raise BenchError("--metrics is empty; give names such as fd,kid,prc")

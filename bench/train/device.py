@@ -12,13 +12,20 @@ from torch import nn
 from bench.errors import BenchError
 
 
-def pick_device(name: str) -> torch.device:
-    """auto | cpu | cuda | cuda:N; asking for CUDA where there is none is the user's to fix."""
+def pick_device(name: str, fix: str = "use --set device=cpu") -> torch.device:
+    """auto | cpu | cuda | cuda:N; asking for CUDA where there is none is the user's to fix, and `fix`
+    says how in the words of the command that asked (an option of that command)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchError(f"device {name!r} asked for but CUDA is not available; use --set device=cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BenchError(f"device {name!r} is not a device name (cpu, cuda, cuda:N, auto); {fix}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"device {name!r} asked for but CUDA is not available; {fix}")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise BenchError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) are visible; {fix}")
+    return device
 
 
 def seed_everything(seed: int) -> None:
