@@ -359,6 +359,40 @@ def test_uniform_latents_and_pacgan_nets():
     assert plain.sample_z(5000, torch.device("cpu")).abs().max() > 1.5, "normal stays the default"
 
 
+@pytest.mark.parametrize("gain", [1.0, 1.4])
+def test_orthogonal_init_gives_orthogonal_rows_or_columns_times_the_gain(gain):
+    config = resolve({"variant": "mlp_gan", "dataset": "ring8", "z_dim": 256, "hidden_g": [128, 128],
+                      "hidden_d": [128, 128], "act_g": "tanh", "act_d": "tanh", "orthogonal_gain": gain})
+    G, D = registry.variants.get("mlp_gan")(config.options, _load("ring8", 0).spec).build()
+    linears = [m for net in (G, D) for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert [tuple(m.weight.shape) for m in linears] == [(128, 256), (128, 128), (2, 128), (128, 2), (128, 128), (1, 128)]
+    for m in linears:
+        W = m.weight.detach().double()
+        gram = W @ W.T if W.shape[0] <= W.shape[1] else W.T @ W  # over the shorter side
+        assert torch.allclose(gram, gain ** 2 * torch.eye(min(W.shape), dtype=torch.float64), atol=1e-5)
+        assert not m.bias.any(), "biases start at zero"
+
+
+def test_orthogonal_and_normal_init_are_refused_together():
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="'init_std' and 'orthogonal_gain' are two inits; set one of them"):
+        resolve({"variant": "mlp_gan", "dataset": "ring8", "init_std": 0.02, "orthogonal_gain": 1.4})
+
+
+@pytest.mark.parametrize("key,value", [("orthogonal_gain", 1.4), ("g_objective", "minimax")])
+def test_new_options_keep_todays_run_ids_at_their_defaults(key, value):
+    """Keys added after runs existed enter the id only when set, so earlier runs keep their folders."""
+    from bench.config.identity import config_id, run_id
+
+    base = {"variant": "mlp_gan", "dataset": "ring8", "steps": 20}
+    flat = resolve(base).flat()
+    today = {k: v for k, v in flat.items() if k not in ("orthogonal_gain", "g_objective")}
+    assert run_id(flat) == run_id(today) and config_id(flat) == config_id(today)
+    changed = resolve({**base, key: value})
+    assert changed.flat()[key] == value and changed.run_id != run_id(flat)
+
+
 def test_a_preset_report_leads_with_published_vs_measured_and_records_the_mixture_geometry(bench_cli, tmp_path):
     preset = REPO / "ablations" / "reproduce" / "pacgan_ring_cpu.yaml"
     code, _, err = bench_cli("run", str(preset), "--smoke")

@@ -80,6 +80,25 @@ def test_smoothed_bce_equals_formula(real_label, fake_label):
     assert g_loss.item() == pytest.approx(sum(bce(a, 1.0) for a in FAKE) / 3, rel=1e-6)
 
 
+def test_minimax_g_objective_is_the_saddle_loss_and_saturates():
+    """G's minimax loss is log(1 - sigmoid(l)); its gradient vanishes where D rejects the fakes, the
+    non-saturating one's does not (Goodfellow et al. 2014, section 3)."""
+    batch = Batch(torch.tensor(REAL)[:, None], None)
+    v = make("mlp_gan", g_objective="minimax")
+    loss, _ = v.g_loss(nn.Identity(), FirstCoordinate(), batch, torch.tensor(FAKE)[:, None])
+    assert loss.item() == pytest.approx(sum(math.log(1 - 1 / (1 + math.exp(-a))) for a in FAKE) / 3, rel=1e-6)
+    rejected = torch.tensor([[-8.0]], requires_grad=True)
+    grads = {}
+    for objective in ("minimax", "non_saturating"):
+        loss, _ = make("mlp_gan", g_objective=objective).g_loss(nn.Identity(), FirstCoordinate(), batch, rejected)
+        grads[objective] = torch.autograd.grad(loss, rejected)[0].abs().item()
+    assert grads["minimax"] < 1e-3 < 0.99 < grads["non_saturating"]
+    # D's loss is the same under both objectives.
+    d_mm, _ = v.d_loss(nn.Identity(), FirstCoordinate(), batch, torch.tensor(FAKE)[:, None])
+    d_ns, _ = make("mlp_gan").d_loss(nn.Identity(), FirstCoordinate(), batch, torch.tensor(FAKE)[:, None])
+    assert d_mm.item() == d_ns.item()
+
+
 def test_smoothing_moves_the_optimum_of_d():
     """With target t the BCE minimiser is sigmoid(logit) = t: 0.9 caps D's confidence (Salimans et al.)."""
     v = make("mlp_gan", real_label=0.9)

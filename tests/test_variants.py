@@ -27,6 +27,8 @@ TRICKS = {
     "one_sided": {"real_label": 0.9},
     "soft_noisy": {"real_range": [0.7, 1.2], "fake_range": [0.0, 0.3], "flip_p": 0.05},
     "g_twice": {"g_steps": 2},
+    "minimax": {"g_objective": "minimax"},
+    "orthogonal": {"orthogonal_gain": 1.4},
 }
 
 

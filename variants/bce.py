@@ -1,7 +1,10 @@
 """The standard GAN objective with BCE-with-logits, and the label tricks every BCE variant shares.
 
 D minimises BCE(D(x), real target) + BCE(D(G(z)), fake target); G minimises the non-saturating
-BCE(D(G(z)), 1). Never Sigmoid + BCELoss: it loses precision as D saturates (docs/protocols.md §9).
+BCE(D(G(z)), 1), or with `g_objective: minimax` the saddle objective itself, log(1 - D(G(z))) =
+-BCE(D(G(z)), 0), whose gradient vanishes where D rejects the fakes (Goodfellow et al. 2014; the
+unrolled-GAN notebook's G). Never Sigmoid + BCELoss: it loses precision as D saturates
+(docs/protocols.md §9).
 
 The label tricks only change D's targets, so they live here as options and every BCE variant
 (mlp_gan, dcgan, cgan) gets them without a copy:
@@ -16,7 +19,7 @@ the same targets it would have drawn uninterrupted. G's targets always stay 1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +40,7 @@ class BCEConfig(GANConfig):
     real_range: Optional[tuple[float, float]] = ranged(None, SOFT)
     fake_range: Optional[tuple[float, float]] = ranged(None, SOFT)
     flip_p: float = ranged(0.0, PROBABILITY)  # per-sample probability of swapping D's real and fake targets
+    g_objective: Literal["non_saturating", "minimax"] = "non_saturating"  # G's loss; see the module docstring
 
     def __post_init__(self):
         for key in ("real_range", "fake_range"):
@@ -84,5 +88,8 @@ class BCEVariant(Variant):
 
     def g_loss(self, G, D, batch: Batch, z: Tensor) -> tuple[Tensor, Stats]:
         logits = self.discriminate(D, self.generate(G, z, batch.y), batch.y).float()
-        loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        if self.config.g_objective == "minimax":
+            loss = -F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+        else:
+            loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
         return loss, {"d_fake_g": torch.sigmoid(logits.detach()).mean()}

@@ -11,7 +11,7 @@ from torch import nn
 from bench.config.checks import POSITIVE, Range, ranged
 from bench.registry import variants
 from variants.bce import BCEConfig, BCEVariant
-from variants.nets import HIDDEN, MLP, normal_init
+from variants.nets import HIDDEN, MLP, normal_init, orthogonal_init
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,14 @@ class MLPGANConfig(BCEConfig):
     norm_g: Literal["none", "batch"] = "none"  # batch: BN before each hidden activation of G
     # N(0, init_std) linear weights and zero biases; null = PyTorch's init
     init_std: Optional[float] = ranged(None, POSITIVE)
+    # Orthogonal linear weights scaled by this gain and zero biases, as in the unrolled-GAN notebook
+    # (gain 1.4) that VEEGAN ran as its GAN baseline; null = off. Exclusive with init_std.
+    orthogonal_gain: Optional[float] = ranged(None, POSITIVE)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.init_std is not None and self.orthogonal_gain is not None:
+            raise ValueError("'init_std' and 'orthogonal_gain' are two inits; set one of them")
 
 
 @variants.register("mlp_gan")
@@ -42,4 +50,7 @@ class MLPGAN(BCEVariant):
         if c.init_std is not None:
             normal_init(G, c.init_std)
             normal_init(D, c.init_std)
+        if c.orthogonal_gain is not None:
+            orthogonal_init(G, c.orthogonal_gain)
+            orthogonal_init(D, c.orthogonal_gain)
         return G, D

@@ -177,6 +177,15 @@ def normal_init(module: nn.Module, std: float) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def orthogonal_init(module: nn.Module, gain: float) -> None:
+    """Linear weights orthogonal times `gain` (W W^T = gain^2 I over the shorter side), zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.orthogonal_(m.weight, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def dcgan_init(module: nn.Module) -> None:
     """Conv/linear weights ~ N(0, 0.02); BN weight ~ N(1, 0.02), bias 0 (docs/protocols.md §9)."""
     for m in module.modules():
