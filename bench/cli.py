@@ -59,8 +59,18 @@ def _gpu_list(text: str | None) -> tuple[int, ...]:
         raise BenchError(f"--gpus {text!r}: expected device indices like 0,1 or 'all'") from None
 
 
+def positional_sets(words: tuple[str, ...], sets: tuple[str, ...]) -> tuple[str, ...]:
+    """Hydra's `key=value` after the grid file is `--set key=value`; those come first, as typed."""
+    for word in words:
+        if "=" not in word:
+            raise BenchError(f"unexpected argument {word!r}; after the grid file give overrides as KEY=VALUE "
+                             f"(or --set KEY=VALUE)")
+    return (*words, *sets)
+
+
 @cli.command()
 @click.argument("grid_file", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a key in every run (repeatable)")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="runs trained at once")
 @click.option("--gpus", default=None, metavar="0,1|all", help="pin runs to these CUDA devices (one stream each)")
@@ -77,14 +87,16 @@ def _gpu_list(text: str | None) -> tuple[int, ...]:
                                             "stored under <grid>-smoke")
 @max_runs_option
 @results_option
-def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_failed, dry_run, smoke, max_runs,
-        results):
-    """Train every run of GRID_FILE that is not finished yet (killed runs resume)."""
+def run(grid_file, overrides, sets, jobs, gpus, per_gpu, backend, address, pack, retry_failed, dry_run, smoke,
+        max_runs, results):
+    """Train every run of GRID_FILE that is not finished yet (killed runs resume). KEY=VALUE after the
+    file overrides a key in every run, as --set does."""
     from bench.store import locks
     from bench.launch import scheduler
     from bench.launch.backends import Placement, execute
     from bench.store.runs import write_atomic
 
+    sets = positional_sets(overrides, sets)
     grid, name, configs, skipped = _grid_and_configs(grid_file, sets, smoke, max_runs)
     planned = scheduler.plan(results, name, configs)
     for reason in skipped:
@@ -180,8 +192,12 @@ def _rerun(grid_file: str, sets: tuple[str, ...], smoke: bool, results: Path) ->
 @max_runs_option
 @results_option
 def status(grids, sets, smoke, watch, max_runs, results):
-    """Runs of each GRID (a grid file or a grid name under results/; default: all) by state, with ETA."""
+    """Runs of each GRID (a grid file or a grid name under results/; default: all) by state, with ETA.
+    KEY=VALUE words override keys of the grid files, as --set does."""
     import time
+
+    sets = positional_sets(tuple(g for g in grids if "=" in g and not Path(g).exists()), sets)
+    grids = tuple(g for g in grids if "=" not in g or Path(g).exists())
 
     def groups():
         names = grids or sorted(p.name for p in results.iterdir() if p.is_dir()) if results.is_dir() else grids
@@ -193,15 +209,16 @@ def status(grids, sets, smoke, watch, max_runs, results):
                 from bench.launch import scheduler
 
                 parsed, name, configs, _ = _grid_and_configs(grid, sets, smoke, max_runs)
-                out.append((name, [p.run.path for p in scheduler.plan(results, name, configs)], None,
-                            parsed.text or ""))
+                runs = scheduler.plan(results, name, configs)
+                flat = [p.config.flat() for p in runs]  # what --dry-run shows, for runs not created yet
+                out.append((name, [p.run.path for p in runs], flat, flat, parsed.text or ""))
             elif (results / grid).is_dir():
                 from bench.launch.status import grid_order
 
                 paths = sorted(p for p in (results / grid).iterdir() if (p / "config.yaml").is_file())
                 saved = results / grid / "grid.yaml"
                 text = saved.read_text(errors="replace") if saved.is_file() else ""
-                out.append((grid, paths, grid_order(results / grid), text))  # groups in grid order, else run-id order
+                out.append((grid, paths, None, grid_order(results / grid), text))  # grid order, else run-id order
             else:
                 raise BenchError(f"no grid named {grid!r} under {results}; pass a grid file or a name listed "
                                  f"by bench status")
@@ -211,8 +228,8 @@ def status(grids, sets, smoke, watch, max_runs, results):
         from bench.launch.status import in_grid_order, read_rows, render
 
         tables, active = [], False
-        for name, paths, planned, grid_text in groups():
-            rows = in_grid_order(read_rows(paths), planned)
+        for name, paths, configs, planned, grid_text in groups():
+            rows = in_grid_order(read_rows(paths, configs), planned)
             active |= any(r.state in ("running", "queued") for r in rows)
             tables.append(render(rows, f"{name}: {len(rows)} runs", grid_text))
         if watch:
