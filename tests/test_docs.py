@@ -37,3 +37,94 @@ def test_nothing_points_outside_the_repository_for_its_protocols():
             if path.suffix in (".py", ".yaml", ".md") and path.is_file() and path.name != "test_docs.py":
                 text = path.read_text(encoding="utf-8")
                 assert "PROTOCOLS" not in text and "shared/" not in text, path
+
+
+# The README is a first screen; the reference lives in docs/ pages it links, and each page is held
+# to the code it describes so that nothing drifts.
+
+DOCS = REPO / "docs"
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def _table(page: str, head: str) -> list[str]:
+    """The backticked first cells of the table in docs/<page> whose header starts with `| head |`."""
+    lines = (DOCS / page).read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {head} |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(re.match(r"\| `([^`]+)`", line).group(1))
+    return rows
+
+
+def test_the_readme_is_one_screen_and_links_every_docs_page():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 60
+    linked = {target for target in LINK.findall(readme) if target.startswith("docs/")}
+    assert linked == {f"docs/{p.name}" for p in DOCS.glob("*.md")}
+
+
+def test_every_relative_link_in_the_readme_and_docs_resolves():
+    for page in [REPO / "README.md", *DOCS.glob("*.md")]:
+        for target in LINK.findall(page.read_text(encoding="utf-8")):
+            if "://" not in target:
+                assert (page.parent / target).exists(), f"{page.name} links {target}, which does not exist"
+
+
+def _commands():
+    """(words, click command) for every bench command and subcommand."""
+    import click
+
+    from bench.cli import cli
+
+    def walk(group, words):
+        for name, command in sorted(group.commands.items()):
+            if isinstance(command, click.Group):
+                yield from walk(command, [*words, name])
+            elif name != "list" or len(words) > 1:  # `bench list` is the alias of status
+                yield [*words, name], command
+
+    return list(walk(cli, ["bench"]))
+
+
+def test_the_commands_page_names_every_command_and_every_option():
+    rows = {re.match(r"\| `([^`]+)`", line).group(1): line
+            for line in (DOCS / "commands.md").read_text(encoding="utf-8").splitlines() if line.startswith("| `bench")}
+    missing = []
+    for words, command in _commands():
+        head = " ".join(words)
+        row = next((r for name, r in rows.items() if name == head or name.startswith(head + " ")), None)
+        assert row is not None, f"docs/commands.md has no row for {head}"
+        for param in command.params:
+            flags = [o for o in getattr(param, "opts", []) if o.startswith("--") and o != "--help"]
+            if flags and not any(f in row for f in flags):
+                missing.append(f"{head} {flags[0]}")
+    assert not missing, f"docs/commands.md leaves out: {', '.join(missing)}"
+
+
+def test_the_loop_key_table_is_the_loop_config():
+    from bench.config.schema import LoopConfig, _fields
+
+    assert _table("grids.md", "key") == list(_fields(LoopConfig))
+
+
+def test_the_variant_metric_and_preset_tables_are_the_registries_and_files():
+    import yaml
+
+    from bench import registry
+    from bench.metrics import suite  # noqa: F401  (registers the metrics)
+
+    assert sorted(_table("variants.md", "variant")) == sorted(registry.variants.names())
+    assert sorted(_table("metrics.md", "metric")) == sorted(registry.metrics.names())
+    answered = [p.stem for p in (REPO / "ablations").glob("*.yaml")
+                if not yaml.safe_load(p.read_text()).get("pipeline_check")]
+    assert sorted(_table("variants.md", "grid")) == sorted(answered)
+    assert sorted(_table("reproduce.md", "preset")) == sorted(p.stem for p in (REPO / "ablations" / "reproduce").glob("*.yaml"))
+
+
+def test_the_datasets_page_names_every_dataset():
+    from bench import registry
+
+    text = (DOCS / "datasets.md").read_text(encoding="utf-8")
+    assert [n for n in registry.datasets.names() if f"`{n}`" not in text] == []

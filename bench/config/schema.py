@@ -317,7 +317,8 @@ class GridFile:
     published: tuple = ()  # bench.config.published.Reported values: the paper's numbers this grid reproduces
 
 
-GRID_KEYS = {"name", "seeds", "base", "grid", "description", "published"}
+# pipeline_check: true marks a grid that checks the pipeline (smoke.yaml): its report says its numbers mean nothing.
+GRID_KEYS = {"name", "seeds", "base", "grid", "description", "published", "pipeline_check"}
 
 
 MAX_GRID_BYTES = 256 * 1024  # grid files are a page of YAML; PyYAML parses about 150 KB a second
@@ -404,6 +405,8 @@ def parse_grid(data: Any, where: str, text: str = "") -> GridFile:
         raise BenchError(f"{where}: 'name' must be 1 to 64 letters, digits, '_', '-' or '.', got {short(name)}")
     if not isinstance(data.get("description") or "", str):
         raise BenchError(f"{where}: 'description' must be text, got {short(data['description'])}")
+    if not isinstance(data.get("pipeline_check", False), bool):
+        raise BenchError(f"{where}: 'pipeline_check' must be true or false, got {short(data['pipeline_check'])}")
     seeds = _seeds(data.get("seeds", 1), where)
     base = data.get("base") or {}
     if not isinstance(base, dict):
