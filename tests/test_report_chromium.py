@@ -111,3 +111,21 @@ def test_page_opens_in_headless_chromium(tmp_path):
     pixels = matplotlib.image.imread(shot)[..., :3]
     assert pixels.shape[:2] == (2000, 1200)
     assert (pixels.min(axis=2) < 0.9).mean() > 0.02  # text and tables drawn, not a blank page
+
+
+def test_the_contents_line_wraps_inside_a_1400_px_window(tmp_path):
+    """The contents line of a grid with many metrics stays inside the window: the browser lays it out
+    and a planted script records whether the line is wider than its box (it ran off the edge once)."""
+    binary = browser()
+    out = tmp_path / "report"
+    write_report(make_grid(tmp_path / "results", "wide", configs=2, seeds=2, evals=3), out, Options(formats=("html",)))
+    page = (out / "index.html").read_text(encoding="utf-8")
+    probe = ("<script>const n = document.querySelector('nav.toc');"
+             "document.body.setAttribute('data-fits', String(n.scrollWidth <= n.clientWidth"
+             " && n.getBoundingClientRect().right <= window.innerWidth));</script>")
+    for width in (1400, 700):
+        probed = tmp_path / f"probed-{width}.html"
+        probed.write_text(page.replace("</body>", probe + "</body>"), encoding="utf-8")
+        res, console = _browse(binary, probed.as_uri(), "--dump-dom", f"--window-size={width},900")
+        assert res.returncode == 0 and console == []
+        assert 'data-fits="true"' in res.stdout, (width, res.stdout[:300])

@@ -14,7 +14,7 @@ import click
 from bench.errors import BenchError
 
 # Fast paths `bench speed` turns on per device type unless a flag says otherwise (grid runs set them
-# as loop keys; README, Speed). On CPU bf16 autocast is 12x slower (no bf16 units); channels_last (1.07x) and
+# as loop keys; docs/speed.md). On CPU bf16 autocast is 12x slower (no bf16 units); channels_last (1.07x) and
 # compile (1.16x) are within this machine's run-to-run noise (fused Adam, a no-op on CPU, read 1.13x), and
 # compile costs a C++ build per process that short runs do not earn back.
 SPEED_DEFAULTS = {

@@ -38,7 +38,7 @@ def _runs(targets: tuple[str, ...], results: Path) -> list[Path]:
     return found
 
 
-# One line per registered metric and alias, for --help and the README; written out here so
+# One line per registered metric and alias, for --help and docs/metrics.md; written out here so
 # `bench eval --help` never imports torch (tests/test_habits.py keeps it equal to the registry).
 METRIC_HELP = {
     "fd": "Frechet distance on the built-in data's own feature extractor (digits, shapes, mnist...)",
