@@ -243,8 +243,8 @@ def status(grids, sets, smoke, watch, max_runs, results):
                 text = saved.read_text(errors="replace") if saved.is_file() else ""
                 from bench.store import overrides
 
-                ids = overrides.run_order(results / grid)  # as bench run planned them, overrides included
-                paths = sorted(paths, key=lambda p: ids.index(p.name) if p.name in ids else len(ids))
+                ids = {rid: i for i, rid in enumerate(overrides.run_order(results / grid))}  # as bench run planned
+                paths = sorted(paths, key=lambda p: ids.get(p.name, len(ids)))
                 order = None if ids else grid_order(results / grid)  # grid order, else run-id order
                 out.append((grid, paths, None, order, text, overrides.applied(results / grid, [p.name for p in paths])))
             else:
