@@ -73,8 +73,18 @@ def _gpu_list(text: str | None, local: bool = True) -> tuple[int, ...]:
     return wanted
 
 
+def positional_sets(words: tuple[str, ...], sets: tuple[str, ...]) -> tuple[str, ...]:
+    """Hydra's `key=value` after the grid file is `--set key=value`; those come first, as typed."""
+    for word in words:
+        if "=" not in word:
+            raise BenchError(f"unexpected argument {word!r}; after the grid file give overrides as KEY=VALUE "
+                             f"(or --set KEY=VALUE)")
+    return (*words, *sets)
+
+
 @cli.command()
 @click.argument("grid_file", type=click.Path(dir_okay=False))
+@click.argument("words", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a key in every run (repeatable)")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="runs trained at once")
 @click.option("--gpus", default=None, metavar="0,1|all", help="pin runs to these CUDA devices (one stream each)")
@@ -91,14 +101,17 @@ def _gpu_list(text: str | None, local: bool = True) -> tuple[int, ...]:
                                             "stored under <grid>-smoke")
 @max_runs_option
 @results_option
-def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_failed, dry_run, smoke, max_runs,
-        results):
-    """Train every run of GRID_FILE that is not finished yet (killed runs resume)."""
+def run(grid_file, words, sets, jobs, gpus, per_gpu, backend, address, pack, retry_failed, dry_run, smoke,
+        max_runs, results):
+    """Train every run of GRID_FILE that is not finished yet (killed runs resume). KEY=VALUE after the
+    file overrides a key in every run, as --set does."""
     from bench.store import locks
     from bench.launch import scheduler
     from bench.launch.backends import Placement, execute
+    from bench.store import overrides
     from bench.store.runs import write_atomic
 
+    sets = positional_sets(words, sets)
     grid, name, configs, skipped = _grid_and_configs(grid_file, sets, smoke, max_runs)
     gpu_list = _gpu_list(gpus, local=backend == "local")
     planned = scheduler.plan(results, name, configs)
@@ -112,6 +125,7 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
         return
     placement = Placement(jobs, gpu_list, per_gpu)
     write_atomic(results / name / "grid.yaml", grid.text or "")
+    overrides.record(results / name, sets, [p.run.id for p in planned])
     damaged = [p for p in planned if p.state == scheduler.DAMAGED]
     for p in damaged:
         click.echo(f"damaged {p.run.id}: {p.run.inspect(metrics=True).damage}", err=True)
@@ -121,6 +135,7 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
                f"to train -> {results / name}" + (" (--retry-failed retrains failed runs)" if failed_before else ""),
                err=True)
     rerun = _rerun(grid_file, sets, smoke, results)
+    _events_for_finished(planned)
     if not todo:
         _exit_if_failed(failed_before, rerun, len(damaged))
         return
@@ -151,6 +166,25 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
     if scheduler.DISK_FULL in outcomes.values():
         _exit_disk_full(results, name, [rid for rid, o in outcomes.items() if o == scheduler.DISK_FULL], rerun)
     _exit_if_failed(failed_before + counts.get("failed", 0), rerun, len(damaged) + len(dead))
+
+
+def _events_for_finished(planned) -> None:
+    """log_tensorboard on runs that finished without it: the loop will not train them again, so their
+    events are written here from their records (cheap: no model is loaded), and the run line says so."""
+    from bench.store.runs import FINISHED
+
+    finished = [p for p in planned if p.config.loop.log_tensorboard and p.state in FINISHED]
+    if not finished:
+        return
+    try:
+        from bench.train.tensorboard import replay
+
+        written = sum(replay(p.run) for p in finished)
+    except ImportError:
+        raise BenchError("log_tensorboard needs the tensorboard package; pip install -e '.[tensorboard]'") from None
+    if written:
+        click.echo(f"log_tensorboard: {written} finished run(s) had no events; wrote them from their records "
+                   f"(metrics.jsonl, samples/timeline) into <run>/tensorboard/", err=True)
 
 
 def _exit_if_failed(failed: int, rerun: str, unfinished: int = 0) -> None:
@@ -195,8 +229,12 @@ def _rerun(grid_file: str, sets: tuple[str, ...], smoke: bool, results: Path) ->
 @max_runs_option
 @results_option
 def status(grids, sets, smoke, watch, max_runs, results):
-    """Runs of each GRID (a grid file or a grid name under results/; default: all) by state, with ETA."""
+    """Runs of each GRID (a grid file or a grid name under results/; default: all) by state, with ETA.
+    KEY=VALUE words override keys of the grid files, as --set does."""
     import time
+
+    sets = positional_sets(tuple(g for g in grids if "=" in g and not Path(g).exists()), sets)
+    grids = tuple(g for g in grids if "=" not in g or Path(g).exists())
 
     def groups():
         names = grids or sorted(p.name for p in results.iterdir() if p.is_dir()) if results.is_dir() else grids
@@ -208,15 +246,22 @@ def status(grids, sets, smoke, watch, max_runs, results):
                 from bench.launch import scheduler
 
                 parsed, name, configs, _ = _grid_and_configs(grid, sets, smoke, max_runs)
-                out.append((name, [p.run.path for p in scheduler.plan(results, name, configs)], None,
-                            parsed.text or ""))
+                runs = scheduler.plan(results, name, configs)
+                flat = [p.config.flat() for p in runs]  # what --dry-run shows, for runs not created yet
+                out.append((name, [p.run.path for p in runs], flat, flat, parsed.text or "",
+                            [" ".join(sets)] if sets else []))
             elif (results / grid).is_dir():
                 from bench.launch.status import grid_order
 
                 paths = sorted(p for p in (results / grid).iterdir() if (p / "config.yaml").is_file())
                 saved = results / grid / "grid.yaml"
                 text = saved.read_text(errors="replace") if saved.is_file() else ""
-                out.append((grid, paths, grid_order(results / grid), text))  # groups in grid order, else run-id order
+                from bench.store import overrides
+
+                ids = {rid: i for i, rid in enumerate(overrides.run_order(results / grid))}  # as bench run planned
+                paths = sorted(paths, key=lambda p: ids.get(p.name, len(ids)))
+                order = None if ids else grid_order(results / grid)  # grid order, else run-id order
+                out.append((grid, paths, None, order, text, overrides.applied(results / grid, [p.name for p in paths])))
             else:
                 raise BenchError(f"no grid named {grid!r} under {results}; pass a grid file or a name listed "
                                  f"by bench status")
@@ -226,10 +271,11 @@ def status(grids, sets, smoke, watch, max_runs, results):
         from bench.launch.status import in_grid_order, read_rows, render
 
         tables, active = [], False
-        for name, paths, planned, grid_text in groups():
-            rows = in_grid_order(read_rows(paths), planned)
+        for name, paths, configs, planned, grid_text, applied in groups():
+            rows = in_grid_order(read_rows(paths, configs), planned)
             active |= any(r.state in ("running", "queued") for r in rows)
-            tables.append(render(rows, f"{name}: {len(rows)} runs", grid_text))
+            with_sets = f" (overrides: {'; '.join(applied)})" if applied else ""
+            tables.append(render(rows, f"{name}: {len(rows)} runs{with_sets}", grid_text))
         if watch:
             click.clear()
         click.echo("\n\n".join(tables))

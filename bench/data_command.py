@@ -36,6 +36,19 @@ def fetch(name, root):
         click.echo(line, err=True)
 
 
+@data.command()
+@click.argument("name", metavar="NAME[:KEY=VALUE,...]")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--size", type=click.IntRange(8, 128), default=32, show_default=True, help="image side in pixels")
+def export(name, folder, size):
+    """Write dataset NAME's images (with its options, e.g. cifar10:split=test) as PNG files into a new
+    FOLDER, in the dataset's order, for other tools or as a bench score reference."""
+    from bench.study.references import export as export_images
+
+    count = export_images(name, folder, size)
+    click.echo(f"wrote {count} images of {name} at {size} px to {folder}", err=True)
+
+
 @data.command(name="list")
 def list_datasets():
     """Every dataset: built in, present or missing, its size on disk and the folder it reads."""

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from bench import registry
 from bench.config.checks import Range, field_range
 from bench.cli import main
-from bench.config.schema import LoopConfig, _fields, parse_grid
+from bench.config.schema import LoopConfig, config_fields, parse_grid
 from bench.errors import BenchError
 from bench.config.grid import resolve_all
 from bench.train.loop import train
@@ -45,8 +45,8 @@ DATASETS = registry.datasets.names()
 OPTIONS = {name: registry.variants.get(name).Config for name in VARIANTS}
 DATA_OPTIONS = {name: registry.datasets.get(name).Options for name in DATASETS}
 TINY = {"steps": 20, "batch_size": 16, "log_every": 10, "ckpt_every": 10, "eval_every": -1, "image_size": 8}
-KEYS = sorted({*_fields(LoopConfig), *(k for c in OPTIONS.values() for k in _fields(c)),
-               *("data." + k for c in DATA_OPTIONS.values() for k in _fields(c))})
+KEYS = sorted({*config_fields(LoopConfig), *(k for c in OPTIONS.values() for k in config_fields(c)),
+               *("data." + k for c in DATA_OPTIONS.values() for k in config_fields(c))})
 ODD_KEYS = ["lr_dd", "", " ", "seed", "data.", "data.nope", "dcgan.width", "wgan.clip", "gan9.lr_g", "dcgan.",
             "a\nb", "x" * 300, "☃", "data_identity", "variant.lr_g"]
 ODD_NAMES = ["a/b", "a\\b", "x\n", "..", ".", "", "-x", "a" * 65, "名前", "ok.name", "ok-1", 7, None, ["x"]]
@@ -75,8 +75,8 @@ def plausible(key: str) -> st.SearchStrategy:
         return st.sampled_from((VARIANTS if key == "variant" else DATASETS) + ["stylegan9", "", 3])
     for cls in [LoopConfig, *OPTIONS.values(), *DATA_OPTIONS.values()]:
         name = key[len("data."):] if key.startswith("data.") else key
-        if key.startswith("data.") == (cls in DATA_OPTIONS.values()) and name in _fields(cls):
-            return _typed(_fields(cls)[name], field_range(cls, name))
+        if key.startswith("data.") == (cls in DATA_OPTIONS.values()) and name in config_fields(cls):
+            return _typed(config_fields(cls)[name], field_range(cls, name))
     return junk
 
 
@@ -124,7 +124,7 @@ def structured(draw) -> bytes:
     """A valid tiny grid, then mutated: what a user might write, and what they should not."""
     variant = draw(st.sampled_from(VARIANTS))
     dataset = draw(st.sampled_from(["digits", "digits", "ring8", "grid25", "shapes", "stacked_digits", "imagefolder"]))
-    own = sorted({*_fields(LoopConfig), *_fields(OPTIONS[variant])})
+    own = sorted({*config_fields(LoopConfig), *config_fields(OPTIONS[variant])})
     base = {"variant": variant, "dataset": dataset, **TINY, **draw(entries(2, own))}
     top: dict = {}
     top["name"] = sometimes(draw, st.sampled_from(ODD_NAMES), st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,8}",
@@ -323,12 +323,12 @@ def accepted_configs(draw, variant: str) -> dict:
            "log_every": draw(st.sampled_from([1, 2])), "eval_every": -1, "device": "cpu",
            "amp": draw(st.booleans()), "channels_last": draw(st.booleans())}
     cls = OPTIONS[variant]
-    for key, annotation in _fields(cls).items():
+    for key, annotation in config_fields(cls).items():
         values = _option(key, annotation, field_range(cls, key))
         if values is not None and draw(st.integers(0, 2)) == 0:
             raw[key] = draw(values)
     data_cls = DATA_OPTIONS[dataset]
-    for key, annotation in _fields(data_cls).items():
+    for key, annotation in config_fields(data_cls).items():
         values = _option("data." + key, annotation, field_range(data_cls, key))
         if values is not None:
             raw["data." + key] = draw(values)

@@ -1,5 +1,5 @@
 """The CLI fits its users' habits: torch-fidelity's metric names, a standalone scorer, eval on a
-mixed grid, every `--set` form the README promises, the documented run order, progress lines that
+mixed grid, every `--set` form docs/commands.md promises, the documented run order, progress lines that
 name what varies, and the Ctrl-C line that says how to resume."""
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def test_ctrl_c_prints_the_command_that_resumes(tmp_path, bench_cli, monkeypatch
                            "with: bench run labels.yaml --set steps=3")
 
 
-# 4. Overrides as the README promises
+# 4. Overrides as docs/commands.md promises
 
 
 def _dry(bench_cli, *sets: str):

@@ -1,4 +1,4 @@
-"""What the README promises about running grids and nothing else checked: `--jobs N` trains in joblib
+"""What docs/commands.md promises about running grids and nothing else checked: `--jobs N` trains in joblib
 worker processes, `--gpus`/`--per-gpu` place one stream of runs per GPU slot, the lock's heartbeat
 keeps its claim fresh, of several processes taking over one stale lock exactly one wins,
 `sample_every` writes a grid at those steps, and `bench status --watch` returns once every run ended."""

@@ -111,3 +111,29 @@ def test_page_opens_in_headless_chromium(tmp_path):
     pixels = matplotlib.image.imread(shot)[..., :3]
     assert pixels.shape[:2] == (2000, 1200)
     assert (pixels.min(axis=2) < 0.9).mean() > 0.02  # text and tables drawn, not a blank page
+
+
+def test_the_contents_line_wraps_inside_a_1400_px_window(tmp_path):
+    """The contents line of a report with many metrics, laid out by the browser with the page's own CSS:
+    a planted script records whether it is wider than its box. Names without spaces (`precision_real`)
+    once ran off the right edge, since links written side by side left the line no break point."""
+    from types import SimpleNamespace
+
+    from bench.report.render import CSS, toc
+
+    binary = browser()
+    names = ["fd", "fd_real", "kid", "kid_real", "precision", "recall", "f_score", "precision_real", "recall_real",
+             "density", "coverage", "msssim", "msssim_real", "msssim_gap", "ndb", "ndb_jsd", "ndb_real", "class_acc",
+             "modes_covered", "hq_fraction", "kl_modes", "jsd_modes", "grad_norm_d", "grad_norm_g", "loss_d", "loss_g"]
+    report = SimpleNamespace(published=None, headlines={"0": None}, warnings=["w"],
+                             metric_groups=lambda: [(n, None) for n in names])
+    probe = ("<script>const n = document.querySelector('nav.toc');"
+             "document.body.setAttribute('data-fits', String(n.scrollWidth <= n.clientWidth"
+             " && n.getBoundingClientRect().right <= window.innerWidth));</script>")
+    page = tmp_path / "nav.html"
+    page.write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"><style>{CSS}</style></head><body>'
+                    f"<h1>GAN Bench report: wide</h1>{toc(report)}{probe}</body></html>", encoding="utf-8")
+    for width in (1400, 700):
+        res, console = _browse(binary, page.as_uri(), "--dump-dom", f"--window-size={width},900")
+        assert res.returncode == 0 and console == []
+        assert 'data-fits="true"' in res.stdout, (width, res.stdout[:300])

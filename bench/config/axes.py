@@ -105,6 +105,15 @@ def grid_base(grid_text: str) -> dict:
     return dict(_flatten(base)) if isinstance(base, dict) else {}
 
 
+def pipeline_check(grid_text: str) -> bool:
+    """The grid file's `pipeline_check: true`: a grid that exists to check the pipeline, not to answer."""
+    try:
+        doc = yaml.safe_load(grid_text or "") or {}
+    except yaml.YAMLError:
+        return False
+    return isinstance(doc, dict) and doc.get("pipeline_check") is True
+
+
 def _config_key(key: str, cfg: dict) -> str | None:
     if key in cfg:
         return key

@@ -161,18 +161,16 @@ def check_key(key: str, value: Any, variant: Any, dataset: Any, where: str) -> t
 
 
 def _unknown_key(key: str, variant: Any, dataset: Any, where: str) -> str:
-    """Lists the valid keys of the key's own kind and names the nearest key of any kind. The loop
-    keys, the same for every run, are left to the README: with them the line would pass 300 characters."""
-    if key.startswith(DATA_PREFIX):
-        valid = sorted(DATA_PREFIX + k for k in config_fields(dataset.Options))
-        head = f"dataset '{dataset.name}' has no key {short(key, 32)}; valid keys: {', '.join(valid)}"
-    else:
-        valid = sorted(config_fields(variant.Config))
-        head = f"variant '{variant.name}' has no key {short(key, 32)}; valid keys: {', '.join(valid)}"
-    near = difflib.get_close_matches(key, [*valid, *config_fields(LoopConfig), "variant", "dataset"], n=1)
-    if near and len(key) <= 24:
-        return f"{where}: {head}; did you mean '{near[0]}'?"
-    return f"{where}: {head}" + ("" if key.startswith(DATA_PREFIX) else "; loop keys: README")
+    """Names the nearest key of any kind, then every key the run accepts, grouped by who owns it: the
+    loop, the variant, the dataset. Long, but a reader fixes the key from this one line."""
+    loop, own = sorted(config_fields(LoopConfig)), sorted(config_fields(variant.Config))
+    data = sorted(DATA_PREFIX + k for k in config_fields(dataset.Options))
+    owner = f"dataset '{dataset.name}'" if key.startswith(DATA_PREFIX) else f"variant '{variant.name}'"
+    near = difflib.get_close_matches(key, [*own, *loop, *data, "variant", "dataset"], n=1)
+    hint = f"; did you mean '{near[0]}'?" if near and len(key) <= 24 else ""
+    groups = [f"loop: {', '.join(loop)}", f"{variant.name}: {', '.join(own)}",
+              f"data ({dataset.name}): {', '.join(data) or '(none)'}"]
+    return f"{where}: {owner} has no key {short(key, 32)}{hint} Valid keys: {'; '.join(groups)}"
 
 
 def shrink_for_smoke(config: RunConfig) -> RunConfig:
@@ -319,7 +317,8 @@ class GridFile:
     published: tuple = ()  # bench.config.published.Reported values: the paper's numbers this grid reproduces
 
 
-GRID_KEYS = {"name", "seeds", "base", "grid", "description", "published"}
+# pipeline_check: true marks a grid that checks the pipeline (smoke.yaml): its report says its numbers mean nothing.
+GRID_KEYS = {"name", "seeds", "base", "grid", "description", "published", "pipeline_check"}
 
 
 MAX_GRID_BYTES = 256 * 1024  # grid files are a page of YAML; PyYAML parses about 150 KB a second
@@ -372,7 +371,8 @@ def load_grid(path: str | Path) -> GridFile:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         problem = clip(str(getattr(exc, "problem", None) or exc), 120)
-        raise BenchError(f"{path}: malformed YAML{at}: {problem}; fix the syntax") from None
+        fix = "indent with spaces, not tabs" if _tab_at(text, mark) else "fix the syntax"
+        raise BenchError(f"{path}: malformed YAML{at}: {problem}; {fix}") from None
     except _TooDeep:
         raise BenchError(f"{path}: collections nested more than {MAX_DEPTH} deep; flatten them (a grid file "
                          f"needs about five levels)") from None
@@ -380,6 +380,16 @@ def load_grid(path: str | Path) -> GridFile:
         problem = "collections nested too deeply" if isinstance(exc, RecursionError) else clip(str(exc), 120)
         raise BenchError(f"{path}: a value cannot be read ({problem}); fix it") from None
     return parse_grid(data, str(path), text)
+
+
+def _tab_at(text: str, mark: Any) -> bool:
+    """A tab in the indentation of the line the parser stopped at (or the one before): YAML forbids tabs
+    there, and its own message ("cannot start any token") does not say so."""
+    if mark is None:
+        return "\t" in text
+    lines = text.splitlines()
+    near = lines[max(mark.line - 1, 0):mark.line + 1]
+    return any("\t" in line[:len(line) - len(line.lstrip())] for line in near)
 
 
 def parse_grid(data: Any, where: str, text: str = "") -> GridFile:
@@ -395,6 +405,8 @@ def parse_grid(data: Any, where: str, text: str = "") -> GridFile:
         raise BenchError(f"{where}: 'name' must be 1 to 64 letters, digits, '_', '-' or '.', got {short(name)}")
     if not isinstance(data.get("description") or "", str):
         raise BenchError(f"{where}: 'description' must be text, got {short(data['description'])}")
+    if not isinstance(data.get("pipeline_check", False), bool):
+        raise BenchError(f"{where}: 'pipeline_check' must be true or false, got {short(data['pipeline_check'])}")
     seeds = parse_seeds(data.get("seeds", 1), where)
     base = data.get("base") or {}
     if not isinstance(base, dict):
@@ -464,4 +476,9 @@ def parse_set(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
             out[key.strip()] = read_yaml(text) if text.strip() else ""
         except (yaml.YAMLError, _TooDeep, *_YAML_FAILS):
             raise BenchError(f"--set {short(item)}: the value is not valid YAML; quote strings") from None
+        value = out[key.strip()]
+        if isinstance(value, str) and "," in value and not key.strip().endswith("root"):
+            listed = ",".join(v.strip() for v in value.split(","))
+            raise BenchError(f"--set {short(item)}: a comma list is Hydra's sweep form; a list here is written "
+                             f"in brackets: --set '{key.strip()}=[{listed}]'")
     return out

@@ -238,7 +238,7 @@ def execute_stream(units: list[list[str]], threads: int, device: Optional[str], 
 def pack_units(planned: list[PlannedRun], pack: int) -> list[list[str]]:
     """Run folders in units of work: up to `pack` runs that differ only in seed share a unit.
 
-    Units come in rounds, as the grid orders its runs (README, Grid files): the first seed (or first
+    Units come in rounds, as the grid orders its runs (docs/grids.md): the first seed (or first
     pack of seeds) of every configuration, then the next, so a half-finished grid already has every
     configuration once."""
     groups: dict[str, list[str]] = {}

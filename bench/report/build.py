@@ -17,7 +17,7 @@ from bench.report import figures, headline, stats, verdicts, visuals
 from bench.report.baseline import config_order, parse_baseline
 from bench.report.load import GridData, load_grid_cached, sample_files
 from bench.report.model import KIND_TITLE, Figure, Report, Sample
-from bench.config.axes import grid_base
+from bench.config.axes import grid_base, pipeline_check
 from bench.report.names import build_view
 from bench.report.render import render_html
 from bench.report.curves import curve_summaries
@@ -88,8 +88,12 @@ def training(data: GridData) -> dict:
     done = pd.to_numeric(runs["status_step"], errors="coerce").dropna()
     asked = grid_base(data.grid_text).get("steps")
     trained = sorted({int(s) for s in steps})
-    smoke = data.name.endswith("-smoke") or (isinstance(asked, int) and bool(trained) and max(trained) < asked)
-    return {"smoke": smoke, "steps": trained, "grid_steps": asked,
+    check = pipeline_check(data.grid_text)
+    smoke = check or data.name.endswith("-smoke") or (isinstance(asked, int) and bool(trained) and max(trained) < asked)
+    from bench.store import overrides
+
+    return {"smoke": smoke, "pipeline_check": check, "steps": trained, "grid_steps": asked,
+            "overrides": overrides.applied(data.path, runs["run_id"]),
             "reached": (int(done.min()), int(done.max())) if len(done) else None}
 
 

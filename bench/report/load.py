@@ -58,6 +58,8 @@ def find_grids(targets: Iterable[str], results: Path) -> list[Path]:
     out: list[Path] = []
     for target in targets:
         path = Path(target)
+        if path.is_file() and path.suffix in (".yaml", ".yml"):
+            target = grid_file_name(path)  # as bench status takes a grid file: its results/<name>
         if not path.is_dir() and (results / target).is_dir():
             path = results / target
         if _is_grid(path):
@@ -81,6 +83,19 @@ def _one_per_name(grids: list[Path]) -> list[Path]:
             raise BenchError(f"{other} and {grid} are both grids named {grid.name!r} and would share one report "
                              f"folder; report them one at a time, each with its own --out")
     return list(seen.values())
+
+
+def grid_file_name(path: Path) -> str:
+    """The grid a grid file trains into: its `name:`, else the file's stem (as bench run names it).
+    Read here with yaml alone, so a report never loads the training stack."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise BenchError(f"{path}: cannot read the grid file ({str(exc).splitlines()[0]}); pass the grid's name") from None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name else path.stem
 
 
 def _is_grid(path: Path) -> bool:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.report import stats
 from bench.report.model import KIND_TITLE, Report, direction, fmt, fmt_int, method_note, p_text, protocol_fields
-from bench.report.render_headline import banner_lines, html_headline
+from bench.report.render_headline import banner_lines, html_headline, overrides_text
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1180px;color:#1d232b;padding:0 16px}
@@ -30,7 +30,7 @@ tr.base td{background:#f5f9ff}.badge{display:inline-block;font-size:11px;padding
 figure{margin:12px 0}figure img{max-width:100%;border:1px solid #e3e7ec}figcaption{font-size:12px;color:#56606d}
 .samples{display:flex;flex-wrap:wrap;gap:12px}.samples figure{width:220px;margin:0}.samples img{width:220px;image-rendering:pixelated}
 pre{background:#f6f8fa;padding:10px;overflow:auto;font-size:12px}
-body{max-width:1360px}nav.toc{font-size:12px;color:#56606d;margin:0 0 6px}nav.toc a{margin-right:10px}
+body{max-width:1360px}nav.toc{font-size:12px;color:#56606d;margin:0 0 6px}nav.toc a{margin-right:10px;white-space:nowrap;display:inline-block}
 .smoke{background:#fde2e1;border:1px solid #f2a19b;color:#8c1d18;border-radius:6px;padding:6px 12px;font-weight:600;margin:6px 0}
 section.headline h2{margin-top:12px}section.headline .q{font-weight:400;color:#56606d;font-size:13px;margin-left:10px}
 table.headline{font-size:13.5px}table.headline td,table.headline th{padding:3px 10px}table.headline th{text-align:right}
@@ -157,7 +157,7 @@ def samples_section(report: Report, out_dir: Path, embed: bool) -> str:
 
 
 def headline_section(report: Report, out_dir: Path, embed: bool) -> str:
-    question = _question(report.data.grid_text)
+    question = " ".join(filter(None, [_question(report.data.grid_text), overrides_text(report)]))
     parts = []
     for i, (sid, h) in enumerate(report.headlines.items()):
         parts.append(html_headline(h, i, question if i == 0 else ""))
@@ -203,7 +203,8 @@ def toc(report: Report) -> str:
     links += [("stability", "stability"), ("comparison", "all metrics")]
     links += [(f"metric-{i}", name) for i, (name, _) in enumerate(report.metric_groups())]
     links += [("figures", "figures"), ("samples", "samples"), ("grid", "grid file"), ("versions", "versions")]
-    return '<nav class="toc">Contents: ' + "".join(f'<a href="#{e(a)}">{e(t)}</a>' for a, t in links) + "</nav>"
+    # Spaces between the links: without them the line has no break point and runs off a narrow window.
+    return '<nav class="toc">Contents: ' + " ".join(f'<a href="#{e(a)}">{e(t)}</a>' for a, t in links) + "</nav>"
 
 
 def render_html(report: Report, out_dir: Path, embed_samples: bool = True) -> str:
@@ -214,7 +215,8 @@ def render_html(report: Report, out_dir: Path, embed_samples: bool = True) -> st
     steps = ", ".join(str(s) for s in t.get("steps") or []) or "unknown"
     meta = (f"{len(runs)} runs ({states}); {runs['config_id'].nunique()} configurations; "
             f"seeds per configuration: {e(_range(seeds))}; steps trained: {e(steps)}; "
-            f"baseline: {e(report.baseline.text if report.baseline else 'none')}")
+            f"baseline: {e(report.baseline.text if report.baseline else 'none')}"
+            + (f"; {e(overrides_text(report))}" if overrides_text(report) else ""))
     banner = "".join(f'<div class="smoke" id="smoke">{e(b)}</div>' for b in banner_lines(report))
     warnings = "".join(f"<li>{e(w)}</li>" for w in report.warnings)
     versions = [[f"<td>{e(k)}</td>", f"<td>{e(v)}</td>"] for k, v in report.versions.items()]

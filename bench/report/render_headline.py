@@ -99,6 +99,12 @@ def tex_headline(h: Headline, tex_escape, grid: str) -> list[str]:
     return out
 
 
+def overrides_text(report: Report) -> str:
+    """'Trained with --set ...' where the runs came from overrides of the grid file (bench run --set)."""
+    sets = (report.training or {}).get("overrides") or []
+    return f"Trained with overrides of the grid file: {'; '.join(sets)}." if sets else ""
+
+
 def banner_lines(report: Report) -> list[str]:
     """The smoke warning, the steps actually trained and any damaged run folder, for every format's first lines."""
     t = report.training or {}
@@ -107,7 +113,8 @@ def banner_lines(report: Report) -> list[str]:
     trained = ", ".join(str(s) for s in steps) or "unknown"
     asked = t.get("grid_steps")
     if t.get("smoke"):
-        out.append(f"Smoke run: not meaningful. Runs trained {trained} steps"
+        kind = "Pipeline check (its grid file says so)" if t.get("pipeline_check") else "Smoke run"
+        out.append(f"{kind}: not meaningful. Runs trained {trained} steps"
                    + (f" (the grid file asks for {asked})" if asked and asked not in steps else "")
                    + "; these numbers check the pipeline, they do not answer the grid's question.")
     for rid, why in (report.data.damaged or {}).items():  # left out of every table, so said up front

@@ -19,7 +19,7 @@ import pandas as pd
 from bench.report import stats
 from bench.report.load import tidy
 from bench.report.model import KIND_TITLE, Report, direction, fmt, fmt_int, method_note, p_text
-from bench.report.render_headline import banner_lines, md_headline
+from bench.report.render_headline import banner_lines, md_headline, overrides_text
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
@@ -63,6 +63,7 @@ def render_markdown(report: Report, out_dir: Path) -> str:
     lines = [f"# GAN Bench report: {md_escape(data.name)}", "",
              f"{len(data.runs)} runs, {data.runs['config_id'].nunique()} configurations, baseline "
              f"`{md_escape(report.baseline.text) if report.baseline else 'none'}`. Full page: index.html.", ""]
+    lines += [md_escape(overrides_text(report)), ""] if overrides_text(report) else []
     lines += [f"**{md_escape(b)}**" for b in banner_lines(report)] + [""] if banner_lines(report) else []
     if report.published is not None:
         from bench.report.published import to_markdown

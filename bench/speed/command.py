@@ -14,7 +14,7 @@ import click
 from bench.errors import BenchError
 
 # Fast paths `bench speed` turns on per device type unless a flag says otherwise (grid runs set them
-# as loop keys). The measurements behind the CPU choice are in the README's Speed section: bf16 autocast
+# as loop keys). The measurements behind the CPU choice are in docs/speed.md: bf16 autocast
 # is far slower without bf16 units, channels_last and compile were within run-to-run noise, and compile
 # costs a C++ build per process that short runs do not earn back.
 SPEED_DEFAULTS = {

@@ -53,6 +53,24 @@ def load_set(path: str):
     return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
 
 
+def load_reference(b: str, side: int):
+    """Set B: a registered dataset by name (at A's side), else a folder or .npz as load_set reads it."""
+    from bench.study import references
+
+    if references.looks_like_name(b):
+        return references.load(b, side)[0][:MAX_IMAGES]
+    return load_set(b)
+
+
+def default_features(b: str) -> str:
+    """B's own dataset when B names a built-in labelled image set (its extractor fits it best), else digits."""
+    from bench.metrics.context import feature_family
+    from bench.study import references
+
+    name = references.parse(b)[0] if references.names_dataset(b) else ""
+    return name if name and feature_family(name) == "domain" else "digits"
+
+
 @functools.cache
 def _context_class():
     """ScoreContext, built on first use so importing this module (for `bench --help`) loads no torch."""
@@ -116,7 +134,8 @@ def score(a: str, b: str, names: list[str], features: str) -> list[dict]:
     from bench.metrics.families.builtin_images import DomainFeatures
     from bench.metrics.records import record
 
-    set_a, set_b = load_set(a), load_set(b)
+    set_a = load_set(a)
+    set_b = load_reference(b, int(set_a.shape[-1]))
     if set_a.shape[1:] != set_b.shape[1:]:
         raise BenchError(f"{a} holds {set_a.shape[-1]} px images and {b} {set_b.shape[-1]} px; give sets of one size")
     ctx = _context_class()(set_b, str(b), features)
@@ -145,10 +164,14 @@ def write_json(path: str, a: str, b: str, records: list[dict]) -> None:
 
 
 def table(records: list[dict]) -> str:
-    lines = [f"{'metric':12}  {'label':32}  {'value':>12}"]
-    for r in records:
-        std = f" ± {r['std']:.4g}" if r.get("std") is not None else ""
-        lines.append(f"{r['name']:12}  {r['label']:32}  {r['value']:>12.6g}{std}")
+    """Columns as wide as their longest entry, so long labels keep the values lined up."""
+    rows = [(r["name"], r["label"], f"{r['value']:.6g}", f" ± {r['std']:.4g}" if r.get("std") is not None else "")
+            for r in records]
+    name_w = max([len("metric")] + [len(r[0]) for r in rows])
+    label_w = max([len("label")] + [len(r[1]) for r in rows])
+    value_w = max([len("value")] + [len(r[2]) for r in rows])
+    lines = [f"{'metric':{name_w}}  {'label':{label_w}}  {'value':>{value_w}}"]
+    lines += [f"{n:{name_w}}  {label:{label_w}}  {v:>{value_w}}{std}" for n, label, v, std in rows]
     return "\n".join(lines)
 
 
@@ -157,11 +180,13 @@ def table(records: list[dict]) -> str:
 @click.argument("b")
 @click.option("--metrics", "metric_names", default=",".join(DEFAULT_METRICS), show_default=True, metavar="A,B",
               help="feature-space metrics: fd (or fid), kid, prc, density_coverage")
-@click.option("--features", default="digits", show_default=True,
-              help="built-in dataset whose fitted extractor gives the features (digits, shapes, mnist5k)")
+@click.option("--features", default=None,
+              help="built-in dataset whose fitted extractor gives the features (digits, shapes, mnist5k); "
+                   "default: B's dataset when B names one of them, else digits")
 @click.option("--out", default=None, metavar="FILE.json", help="also write the records as JSON")
 def score_command(a, b, metric_names, features, out):
-    """Score image set A against reference B (image folders or bench sample .npz files)."""
+    """Score image set A against reference B (image folders, bench sample .npz files, or for B a dataset
+    name such as mnist5k or cifar10:split=test, loaded at A's image size)."""
     if out is not None:
         from bench.study.sampling import out_file
 
@@ -169,7 +194,7 @@ def score_command(a, b, metric_names, features, out):
     names = [m.strip() for m in metric_names.split(",") if m.strip()]
     if not names:
         raise BenchError("--metrics is empty; give names such as fd,kid,prc")
-    records = score(a, b, names, features)
+    records = score(a, b, names, features or default_features(b))
     click.echo(table(records))
     if out is not None:
         write_json(out, a, b, records)

@@ -36,3 +36,20 @@ class EventLog:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def replay(run) -> bool:
+    """Events for a run that finished without them, from its records alone (metrics.jsonl and the
+    timeline strips): what the loop would have written, with no training. False when it has events."""
+    folder = run.path / FOLDER
+    if folder.is_dir() and any(folder.iterdir()):
+        return False
+    log = EventLog(run.path)
+    try:
+        strips = {int(p.stem.split("-")[-1]): p for p in sorted((run.samples_dir / "timeline").glob("step-*.png"))}
+        records = run.read_metrics()
+        for step in sorted({int(r["step"]) for r in records} | set(strips)):
+            log.write([r for r in records if int(r["step"]) == step], strips.get(step), step)
+    finally:
+        log.close()
+    return True
