@@ -178,7 +178,6 @@ def test_the_variant_metric_and_preset_tables_are_the_registries_and_files():
     import yaml
 
     from bench import registry
-    from bench.metrics import suite  # noqa: F401  (registers the metrics)
 
     assert sorted(_table("variants.md", "variant")) == sorted(registry.variants.names())
     assert sorted(_table("metrics.md", "metric")) == sorted(registry.metrics.names())

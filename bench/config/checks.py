@@ -123,3 +123,19 @@ def short(value: Any, limit: int = SHORT) -> str:
         pass
     text = "".join(parts)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def as_number(value: Any) -> float | None:
+    """value as a float, or None. Strings that float() reads count: YAML 1.1 reads an exponent
+    without a dot (1e3, 1E-4) as a string. "nan" and "inf" pass here and fail every finite range."""
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an integer past 1.8e308: outside every finite range
+        return math.inf if value > 0 else -math.inf

@@ -30,6 +30,7 @@ from typing import Any, Optional
 
 import yaml
 
+from bench.config.checks import as_number
 from bench.errors import BenchError
 from bench.metrics import facts
 
@@ -243,9 +244,7 @@ def _known(mapping: dict, keys: set, at: str) -> None:
 
 def _finite(x: Any, at: str) -> float:
     """A finite number, read as grid keys are read: YAML 1.1 leaves `6e0` a string, float() reads it."""
-    from bench.config.schema import _number
-
-    value = _number(x)
+    value = as_number(x)
     if value is None or not math.isfinite(value):
         raise BenchError(f"{at} must be a finite number, got {_short(x)}")
     return value

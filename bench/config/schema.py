@@ -24,7 +24,7 @@ import yaml
 from bench.config import published
 
 from bench import registry
-from bench.config.checks import SEED, STEPS, Range, clip, field_range, ranged, short
+from bench.config.checks import SEED, STEPS, Range, as_number, clip, field_range, ranged, short
 from bench.errors import BenchError
 from bench.config.identity import DATA_IDENTITY, run_id
 
@@ -260,7 +260,7 @@ def check_type(value: Any, annotation: Any, key: str, where: str, bounds: Range 
             fail(bounds.describe("an integer"))
         return value
     if annotation is float:
-        number = _number(value)
+        number = as_number(value)
         if number is None:
             fail("a number")
         if bounds is not None and number not in bounds:
@@ -281,22 +281,6 @@ def check_type(value: Any, annotation: Any, key: str, where: str, bounds: Range 
             fail(f"a list of {len(args)} values")
         return tuple(check_type(v, a, key, where, bounds) for v, a in zip(value, args))
     raise TypeError(f"unsupported annotation {annotation!r} for {key}")  # our bug, not the user's
-
-
-def _number(value: Any) -> float | None:
-    """value as a float, or None. Strings that float() reads count: YAML 1.1 reads an exponent
-    without a dot (1e3, 1E-4) as a string. "nan" and "inf" pass here and fail every finite range."""
-    if isinstance(value, str) and len(value) <= 64:
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        return float(value)
-    except OverflowError:  # an integer past 1.8e308: outside every finite range
-        return math.inf if value > 0 else -math.inf
 
 
 # ---------------------------------------------------------------- grid files

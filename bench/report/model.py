@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,3 +140,12 @@ def method_note(report: Report) -> str:
             f"tested. Effect: {effect}. "
             f"Fewer than {stats.MIN_TEST_N} seeds: n<{stats.MIN_TEST_N}, no test. Diverged runs keep their final "
             "value; only finished runs (done or diverged) count.")
+
+
+_MD_MARKUP = re.compile(r"<(?=[A-Za-z/!?])|&(?=[A-Za-z#])|[|`\\\r\n]|\](?=[(\[])")
+_MD = {"<": "&lt;", "&": "&amp;", "|": "\\|", "`": "\\`", "\\": "\\\\", "]": "\\]", "\n": " ", "\r": " "}
+
+
+def md_escape(text) -> str:
+    """A record- or config-derived string as inert Markdown text, on one line."""
+    return _MD_MARKUP.sub(lambda m: _MD[m.group()], str(text))

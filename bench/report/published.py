@@ -154,7 +154,7 @@ NOTE = ("Published: mean ± spread as printed. Ours: mean over training seeds of
 
 def to_markdown(table) -> str:
     """A Markdown table with the sources cited under it."""
-    from bench.report.text import md_escape as esc  # names come from a grid file: inert text, never markup
+    from bench.report.model import md_escape as esc  # names come from a grid file: inert text, never markup
 
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join(["---"] * len(HEADERS)) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in _cells(r)) + " |" for r in table.itertuples(index=False)]

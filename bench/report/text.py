@@ -18,6 +18,7 @@ import pandas as pd
 
 from bench.report import stats
 from bench.report.load import tidy
+from bench.report.model import md_escape
 from bench.report.model import KIND_TITLE, Report, direction, fmt, fmt_int, method_note, p_text
 from bench.report.render_headline import banner_lines, md_headline, overrides_text
 
@@ -33,15 +34,6 @@ def tex_escape(text) -> str:
 # What a Markdown renderer could read as markup in a record- or config-derived string: a `<` or `&`
 # that can start an HTML tag, comment or entity (a bare `n<5` cannot, and stays readable), a table
 # cell border, a code span, a backslash, the `](` / `][` of a link, a line break.
-_MD_MARKUP = re.compile(r"<(?=[A-Za-z/!?])|&(?=[A-Za-z#])|[|`\\\r\n]|\](?=[(\[])")
-_MD = {"<": "&lt;", "&": "&amp;", "|": "\\|", "`": "\\`", "\\": "\\\\", "]": "\\]", "\n": " ", "\r": " "}
-
-
-def md_escape(text) -> str:
-    """A record- or config-derived string as inert Markdown text, on one line."""
-    return _MD_MARKUP.sub(lambda m: _MD[m.group()], str(text))
-
-
 def _cells(r, curve: bool) -> list[str]:
     seeds = fmt_int(r.n) + (f" (n<{stats.MIN_TEST_N})" if r.n < stats.MIN_TEST_N else "")
     out = [r.config, seeds, f"{fmt(r.mean)} ± {fmt(r.std)}", fmt_int(r.diverged), fmt_int(r.collapsed),
