@@ -144,8 +144,10 @@ for _name in _REAL_TWINS:  # the same score of real half against real half: the 
     declare_value(f"{_name}_real", f"{VALUES[_name].title} (real)", VALUES[_name].higher)
 
 for _name, _help, _families, _writes in [
-    ("fd", "Frechet distance on the built-in data's own feature extractor (digits, shapes, mnist...)", (D,), ("fd", "fd_real")),
-    ("kid", "kernel distance (KID) on the same features; on natural images the Inception KID", (D,), ("kid", "kid_real")),
+    ("fd", "Frechet distance on the built-in data's own feature extractor (digits, shapes, mnist...)", (D,),
+     ("fd", "fd_real")),
+    ("kid", "kernel distance (KID) on the same features; on natural images the Inception KID", (D,),
+     ("kid", "kid_real")),
     ("prc", "improved precision/recall (k = 3) on the same features; on natural images VGG16's", (D,),
      ("precision", "recall", "f_score", "precision_real", "recall_real", "f_score_real")),
     ("density_coverage", "density and coverage (k = 5) on the same features; on natural images VGG16's", (D,),
