@@ -19,19 +19,27 @@ NOT_HASHED = frozenset({"device", "data.root", "compile", "fused_optim", "log_te
 # Also left out of a configuration id: the seed names a sample of the configuration, not the method.
 NOT_CONFIG = frozenset({"seed", *NOT_HASHED})
 DATA_IDENTITY = "data_identity"  # content fingerprint of file datasets; absent for built-in data
+# Options added after runs existed, hashed only when set away from their off value, so every run from
+# before they existed keeps its id (they are still written to config.yaml).
+HASHED_WHEN_ON = {"spectral_norm_d": False, "spectral_norm_g": False, "augment": None, "loss": "bce"}
 
 
 def _canon(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _hashed(flat: dict[str, Any], left_out: frozenset) -> dict[str, Any]:
+    return {k: v for k, v in flat.items()
+            if k not in left_out and not (k in HASHED_WHEN_ON and v == HASHED_WHEN_ON[k])}
+
+
 def run_id(flat: dict[str, Any]) -> str:
     """12 hex chars of SHA-256 over the canonical JSON of the resolved config (keys sorted)."""
-    text = _canon({k: v for k, v in flat.items() if k not in NOT_HASHED})
+    text = _canon(_hashed(flat, NOT_HASHED))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def config_id(flat: dict[str, Any]) -> str:
     """10 hex chars over the config without its seed: runs that share it are seeds of one configuration."""
-    text = json.dumps({k: v for k, v in flat.items() if k not in NOT_CONFIG}, sort_keys=True, default=str)
+    text = json.dumps(_hashed(flat, NOT_CONFIG), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:10]

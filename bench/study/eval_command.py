@@ -149,7 +149,7 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights, no
     variant = registry.variants.get(config.variant)(config.options, data.spec)
     state = checkpoint.load(run.checkpoint_file, device, fix=checkpoint.RETRAIN)
     with torch.random.fork_rng(devices=[]):
-        G, D = variant.build()
+        G, D = variant.networks()
     checkpoint.load_into(run.checkpoint_file, state, fix=checkpoint.RETRAIN, G=G, D=D)
     G, D = G.to(device), D.to(device)
     from bench.train.loop import fit_classifier
