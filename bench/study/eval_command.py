@@ -57,6 +57,8 @@ METRIC_HELP = {
                               "per-class accuracy and KID (needs its weights)",
     "class_msssim": "conditional runs on natural images: intra-class MS-SSIM beside real pairs of each class",
     "probe": "opt-in: linear probe on D's features beside a random D and raw pixels",
+    "memorization": "opt-in: nearest-training-image distances, MiFID beside FD/FID, data-copying share, "
+                    "pairs picture",
     "fid": "alias (torch-fidelity's name): fd on built-in data, inception on natural images",
     "isc": "alias: the Inception Score, part of inception",
     "is": "alias of isc",
@@ -174,6 +176,10 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights, no
         from bench.metrics.representation import write_pictures
 
         write_pictures(run.path / "representation", G, D, ctx.reference[0], device)
+    if names and "memorization" in names and which != "best":  # the closest pairs, beside the numbers
+        from bench.metrics.families.memorization import write_pairs
+
+        write_pairs(run.path / "memorization", ctx, G)
     if which == "best" and not best_file.is_file():
         print(f"warning: {run.path} has no ckpt/best.pt (no curve evaluations); nothing evaluated", file=sys.stderr)
     return records, timings
