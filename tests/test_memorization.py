@@ -4,8 +4,6 @@ extractor; no download)."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from torch import nn
@@ -99,6 +97,7 @@ def planted(bench_cache):
 
 
 def scores(ctx, G, held, monkeypatch) -> dict:
+    monkeypatch.setattr(family, "has_held_out", lambda ctx: True)
     monkeypatch.setattr(family, "held_out", lambda ctx: (held.expand(-1, 3, -1, -1), "planted held-out digits"))
     values = run_protocol(ctx, G, FINAL, names=["memorization"], n=400)
     assert all(v.params["n_gen"] == 400 and v.params["n_held_out"] == 300 for v in values)
@@ -117,11 +116,11 @@ def test_a_copier_scores_as_memorizing_and_a_fresh_draw_does_not(planted, monkey
     assert fresh["mifid"] == pytest.approx(fresh["mifid_fd"] / fresh["mifid_penalty"])
 
 
-def test_without_a_held_out_split_the_copy_test_is_nan_with_its_reason(planted):
+def test_without_a_held_out_split_the_copy_test_is_left_out_with_its_reason(planted):
     ctx, train, _, _ = planted
     values = {v.name: v for v in run_protocol(ctx, Replay(train), FINAL, names=["memorization"], n=200)}
-    assert math.isnan(values["copy_share"].value) and values["mem_distance"].value < 1e-6
-    assert "data.split: train" in values["copy_share"].params["held_out"]
+    assert set(values) == {"mem_distance", "mifid_penalty", "mifid_fd", "mifid"}
+    assert values["mem_distance"].value < 1e-6 and "data.split: train" in values["mifid"].params["held_out"]
 
 
 def test_natural_images_without_inception_weights_fail_in_one_line(tmp_path, monkeypatch):
@@ -149,7 +148,7 @@ def test_bench_eval_writes_the_values_and_the_pairs_picture(tmp_path, bench_cach
     run.write_config(config.flat())
     assert loop.train(run, config) == "done"
     records, _ = evaluate_run(run.path, ["memorization"], 200, "final", "cpu", Weights())
-    assert {r["name"] for r in records} >= {"mem_distance", "mifid", "copy_share"}
+    assert {r["name"] for r in records} == {"mem_distance", "mifid_penalty", "mifid_fd", "mifid"}
     assert all(r["protocol"]["distance"] == "1 - |cos|" and r["protocol"]["mifid_eps"] == 0.1 for r in records)
     picture = Image.open(run.path / "memorization" / "pairs.png")
     assert picture.size == (1 + 16 * (SIZE + 1), 1 + 2 * (SIZE + 1))

@@ -6,15 +6,14 @@ Values: the mean minimum cosine distance of generated samples to the training se
 twin (held-out real images to the training set), the MiFID penalty, the Frechet distance to the
 training set and MiFID, and the data-copying share with its real-vs-real ceiling (bench/metrics/
 memorization.py). The copy test needs real images the run never trained on: a dataset trained on
-its `train` split supplies its `test` split; one trained on all its images has none, and those
-three values are NaN with the reason in their protocol. `bench eval` also draws the closest
+its `train` split supplies its `test` split; a run trained on all its images has none, so those three
+values are not written and the protocol of the others says why. `bench eval` also draws the closest
 generated/training pairs (memorization/pairs.png in the run folder).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import torch
@@ -63,11 +62,14 @@ class Space:
         return {"extractor": self.wid, "extractor_layer": "2048", "extractor_input": "uint8, native size"}
 
 
+def has_held_out(ctx) -> bool:
+    return getattr(ctx.config.data, "split", "all") == "train"
+
+
 def held_out(ctx) -> tuple[torch.Tensor | None, str]:
     """(uint8 images the run never trained on, where they come from) or (None, why there are none)."""
-    split = getattr(ctx.config.data, "split", "all")
-    if split != "train":
-        return None, NO_HELD_OUT.format(split=split)
+    if not has_held_out(ctx):
+        return None, NO_HELD_OUT.format(split=getattr(ctx.config.data, "split", "all"))
     options = dataclasses.replace(ctx.config.data, split="test")
     data = registry.datasets.get(ctx.dataset).load(options, ctx.image_size, torch.device("cpu"))
     images = to_uint8_images(data.images.cpu())
@@ -89,10 +91,12 @@ class Memorization(Metric):
         c = count_label(n)
         t = f"{ctx.ref_split}/inception" if ctx.family == "natural" else domain_tag(ctx)
         fd_name = "FID" if ctx.family == "natural" else "FD"
-        return {"mem_distance": (f"min-cos@{c}/{t}", True), "mem_distance_real": (f"min-cos-real/{t}", True),
-                "mifid_penalty": (f"MiFID-penalty@{c}/{t}", True), "mifid_fd": (f"{fd_name}-train@{c}/{t}", False),
-                "mifid": (f"MiFID@{c}/{t}", False), "copy_share": (f"copy-share@{c}/{t}", False),
-                "copy_share_real": (f"copy-share-real/{t}", False)}
+        out = {"mem_distance": (f"min-cos@{c}/{t}", True), "mifid_penalty": (f"MiFID-penalty@{c}/{t}", True),
+               "mifid_fd": (f"{fd_name}-train@{c}/{t}", False), "mifid": (f"MiFID@{c}/{t}", False)}
+        if has_held_out(ctx):
+            out.update({"mem_distance_real": (f"min-cos-real/{t}", True), "copy_share": (f"copy-share@{c}/{t}", False),
+                        "copy_share_real": (f"copy-share-real/{t}", False)})
+        return out
 
     def compute(self, ctx, gen, stage, n):
         space = Space(ctx)
@@ -116,7 +120,7 @@ def copy_test(ctx, space: Space, train: torch.Tensor, dist: torch.Tensor, images
     """The copy share of the generated distances against held-out real ones, and its real-vs-real
     ceiling: one random half of the held-out images against the other."""
     if images is None:
-        return {"mem_distance_real": math.nan, "copy_share": math.nan, "copy_share_real": math.nan}
+        return {}
     real, _ = memorization.nearest(space.features(images), train)
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(ctx.eval_seed + 3))
     half = len(real) // 2
