@@ -165,17 +165,21 @@ def check_key(key: str, value: Any, variant: Any, dataset: Any, where: str) -> t
 
 def _unknown_key(key: str, variant: Any, dataset: Any, where: str) -> str:
     """Lists the valid keys of the key's own kind and names the nearest key of any kind. The loop
-    keys, the same for every run, are left to the README: with them the line would pass 300 characters."""
+    keys and the keys every variant shares (its root config class) are left to the README: with them
+    the line would pass 300 characters."""
     if key.startswith(DATA_PREFIX):
         valid = sorted(DATA_PREFIX + k for k in _fields(dataset.Options))
         head = f"dataset '{dataset.name}' has no key {short(key, 32)}; valid keys: {', '.join(valid)}"
+        shared: list[str] = []
     else:
-        valid = sorted(_fields(variant.Config))
+        root = [c for c in variant.Config.__mro__ if dataclasses.is_dataclass(c)][-1]
+        shared = sorted(_fields(root))
+        valid = sorted(set(_fields(variant.Config)) - set(shared))
         head = f"variant '{variant.name}' has no key {short(key, 32)}; valid keys: {', '.join(valid)}"
-    near = difflib.get_close_matches(key, [*valid, *_fields(LoopConfig), "variant", "dataset"], n=1)
+    near = difflib.get_close_matches(key, [*valid, *shared, *_fields(LoopConfig), "variant", "dataset"], n=1)
     if near and len(key) <= 24:
         return f"{where}: {head}; did you mean '{near[0]}'?"
-    return f"{where}: {head}" + ("" if key.startswith(DATA_PREFIX) else "; loop keys: README")
+    return f"{where}: {head}" + ("" if key.startswith(DATA_PREFIX) else "; shared and loop keys: README")
 
 
 def shrink_for_smoke(config: RunConfig) -> RunConfig:
