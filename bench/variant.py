@@ -39,6 +39,16 @@ class GANConfig:
     g_steps: int = ranged(1, Range(1, 100))  # G updates per loop step: "G updated twice" is 2, each with fresh z
     # Latent prior: N(0, I), or U[-1, 1]^z_dim as in the DCGAN-TensorFlow recipe (PacGAN, TTUR).
     z_dist: Literal["normal", "uniform"] = "normal"
+    # Spectral normalisation (Miyato et al. 2018) of every conv and linear layer, added after build().
+    spectral_norm_d: bool = False
+    spectral_norm_g: bool = False
+    # DiffAugment (Zhao et al. 2020) on every input of D, real and fake, in the order listed; null = off.
+    augment: Optional[tuple[Literal["color", "translation", "cutout"], ...]] = None
+
+    def __post_init__(self):
+        if self.augment is not None and len(set(self.augment)) != len(self.augment):
+            raise ValueError(f"'augment' lists a policy twice: {list(self.augment)}; name each of "
+                             "color, translation, cutout at most once")
 
 
 class Variant(ABC):
@@ -55,7 +65,17 @@ class Variant(ABC):
 
     @abstractmethod
     def build(self) -> tuple[nn.Module, nn.Module]:
-        """(G, D) for self.spec; D returns one score per sample."""
+        """(G, D) for self.spec; D returns one score per sample. Callers use networks()."""
+
+    def networks(self) -> tuple[nn.Module, nn.Module]:
+        """(G, D) as the harness trains, loads and evaluates them: build() plus the shared options, so a
+        checkpoint of a spectrally normalised net loads into the same parametrisation everywhere."""
+        G, D = self.build()
+        if self.config.spectral_norm_g:
+            spectral_norm_layers(G)
+        if self.config.spectral_norm_d:
+            spectral_norm_layers(D)
+        return G, D
 
     def sample_z(self, n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
         """n latents from the configured prior; every caller (loop, evaluation, samples) draws here."""
@@ -68,7 +88,12 @@ class Variant(ABC):
         return G(z, y) if self.conditional else G(z)
 
     def discriminate(self, D: nn.Module, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """D's score per sample; conditional variants use y."""
+        """D's score per sample; conditional variants use y. DiffAugment, when on, draws its
+        transforms here from the global RNG, which the checkpoint saves."""
+        if self.config.augment:
+            from variants.augment import diff_augment  # variants/ imports this module: load on first use
+
+            x = diff_augment(x, self.config.augment)
         return D(x, y) if self.conditional else D(x)
 
     @abstractmethod
@@ -91,3 +116,14 @@ class Variant(ABC):
 
     def after_d_step(self, D: nn.Module) -> None:
         """Hook run after every D optimizer step (WGAN clips weights here)."""
+
+
+SPECTRAL_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+
+
+def spectral_norm_layers(net: nn.Module) -> None:
+    """torch's spectral-norm parametrisation on every conv and linear layer of net (in place); its
+    u and v start from the global RNG and are buffers, so they travel with the checkpoint."""
+    for module in list(net.modules()):
+        if isinstance(module, SPECTRAL_LAYERS):
+            torch.nn.utils.parametrizations.spectral_norm(module)

@@ -1,10 +1,17 @@
-"""The standard GAN objective with BCE-with-logits, and the label tricks every BCE variant shares.
+"""The standard GAN objective with BCE-with-logits, its hinge and least-squares siblings, and the
+label tricks every BCE variant shares.
 
-D minimises BCE(D(x), real target) + BCE(D(G(z)), fake target); G minimises the non-saturating
-BCE(D(G(z)), 1), or with `g_objective: minimax` the saddle objective itself, log(1 - D(G(z))) =
--BCE(D(G(z)), 0), whose gradient vanishes where D rejects the fakes (Goodfellow et al. 2014; the
-unrolled-GAN notebook's G). Never Sigmoid + BCELoss: it loses precision as D saturates
+`loss: bce` (default): D minimises BCE(D(x), real target) + BCE(D(G(z)), fake target); G minimises the
+non-saturating BCE(D(G(z)), 1). Never Sigmoid + BCELoss: it loses precision as D saturates
 (docs/protocols.md §9).
+`loss: least_squares` (LSGAN, Mao et al. 2017, a=0 b=c=1): D minimises 1/2 E[(D(x) - real target)^2] +
+1/2 E[(D(G(z)) - fake target)^2] on its raw score; G minimises 1/2 E[(D(G(z)) - 1)^2].
+`loss: hinge` (Lim & Ye 2017; SNGAN, BigGAN): D minimises E[relu(1 - D(x))] + E[relu(1 + D(G(z)))];
+G minimises -E[D(G(z))]. A target t of 0 or 1 enters as the sign 2t - 1, so noisy labels still swap a
+sample's margin; smoothed and soft targets have no hinge meaning and are refused.
+With `loss: bce`, `g_objective: minimax` gives G the saddle objective itself, log(1 - D(G(z))) =
+-BCE(D(G(z)), 0), whose gradient vanishes where D rejects the fakes (Goodfellow et al. 2014; the
+unrolled-GAN notebook's G).
 
 The label tricks only change D's targets, so they live here as options and every BCE variant
 (mlp_gan, dcgan, cgan) gets them without a copy:
@@ -14,6 +21,7 @@ The label tricks only change D's targets, so they live here as options and every
 - noisy labels: `flip_p` swaps the real and fake targets of each sample with that probability.
 Random targets come from the global torch RNG, which the checkpoint saves, so a resumed run draws
 the same targets it would have drawn uninterrupted. G's targets always stay 1.
+Stats: d_real and d_fake are D's mean probability under bce, its mean raw score under the others.
 """
 
 from __future__ import annotations
@@ -41,8 +49,19 @@ class BCEConfig(GANConfig):
     fake_range: Optional[tuple[float, float]] = ranged(None, SOFT)
     flip_p: float = ranged(0.0, PROBABILITY)  # per-sample probability of swapping D's real and fake targets
     g_objective: Literal["non_saturating", "minimax"] = "non_saturating"  # G's loss; see the module docstring
+    loss: Literal["bce", "hinge", "least_squares"] = "bce"  # the objective (module docstring)
 
     def __post_init__(self):
+        super().__post_init__()
+        if self.g_objective == "minimax" and self.loss != "bce":
+            raise ValueError(f"g_objective: minimax is the BCE saddle loss; loss: {self.loss} has its own G "
+                             "objective: drop g_objective, or use loss: bce")
+        if self.loss == "hinge":
+            soft = [k for k, off in (("real_label", 1.0), ("fake_label", 0.0), ("real_range", None),
+                                     ("fake_range", None)) if getattr(self, k) != off]
+            if soft:
+                raise ValueError(f"loss: hinge has no use for '{soft[0]}' (a hinge margin is not a probability "
+                                 "target); drop it, or use loss: bce or least_squares, which keep label smoothing")
         for key in ("real_range", "fake_range"):
             bounds = getattr(self, key)
             if bounds is not None and not bounds[0] <= bounds[1]:
@@ -77,13 +96,12 @@ class BCEVariant(Variant):
     def d_loss(self, G, D, batch: Batch, z: Tensor) -> tuple[Tensor, Stats]:
         with torch.no_grad():
             fake = self.generate(G, z, batch.y)
-        real_logits = self.discriminate(D, batch.x, batch.y)
-        fake_logits = self.discriminate(D, fake, batch.y)
+        real_logits = self.discriminate(D, batch.x, batch.y).float()
+        fake_logits = self.discriminate(D, fake, batch.y).float()
         real_target, fake_target = self.d_targets(real_logits.shape[0], real_logits.device)
-        loss = (F.binary_cross_entropy_with_logits(real_logits.float(), real_target)
-                + F.binary_cross_entropy_with_logits(fake_logits.float(), fake_target))
-        stats = {"d_real": torch.sigmoid(real_logits.detach().float()).mean(),
-                 "d_fake": torch.sigmoid(fake_logits.detach().float()).mean()}
+        kind = self.config.loss
+        loss = d_term(kind, real_logits, real_target) + d_term(kind, fake_logits, fake_target)
+        stats = {"d_real": _readout(kind, real_logits), "d_fake": _readout(kind, fake_logits)}
         return loss, stats
 
     def g_loss(self, G, D, batch: Batch, z: Tensor) -> tuple[Tensor, Stats]:
@@ -91,5 +109,28 @@ class BCEVariant(Variant):
         if self.config.g_objective == "minimax":
             loss = -F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
         else:
-            loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-        return loss, {"d_fake_g": torch.sigmoid(logits.detach()).mean()}
+            loss = g_term(self.config.loss, logits)
+        return loss, {"d_fake_g": _readout(self.config.loss, logits)}
+
+
+def d_term(loss: str, score: Tensor, target: Tensor) -> Tensor:
+    """D's loss on one half of its batch (real or fake) for per-sample targets in [0, 1]."""
+    if loss == "hinge":
+        return F.relu(1 - (2 * target - 1) * score).mean()
+    if loss == "least_squares":
+        return 0.5 * (score - target).pow(2).mean()
+    return F.binary_cross_entropy_with_logits(score, target)
+
+
+def g_term(loss: str, score: Tensor) -> Tensor:
+    """G's loss on D's scores of its samples: non-saturating BCE, LSGAN's c = 1, or hinge's -E[D]."""
+    if loss == "hinge":
+        return -score.mean()
+    if loss == "least_squares":
+        return 0.5 * (score - 1).pow(2).mean()
+    return F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
+
+
+def _readout(loss: str, score: Tensor) -> Tensor:
+    score = score.detach()
+    return torch.sigmoid(score).mean() if loss == "bce" else score.mean()

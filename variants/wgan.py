@@ -96,6 +96,7 @@ class WGANGPConfig(WGANConfig):
     gp_lambda: float = ranged(10.0, NON_NEGATIVE)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.norm == "batch":
             raise ValueError("wgan_gp cannot use norm: batch (it makes the per-sample gradient penalty "
                              "invalid); use norm: layer or none")

@@ -18,18 +18,20 @@ from typing import Any
 NOT_HASHED = frozenset({"device", "data.root", "compile", "fused_optim", "log_tensorboard"})
 # Also left out of a configuration id: the seed names a sample of the configuration, not the method.
 NOT_CONFIG = frozenset({"seed", *NOT_HASHED})
-# Options added after runs existed, hashed only when set off this value, so every earlier run keeps its id.
-HASHED_OFF_DEFAULT = {"orthogonal_gain": None, "g_objective": "non_saturating"}
 DATA_IDENTITY = "data_identity"  # content fingerprint of file datasets; absent for built-in data
+# Options added after runs existed, hashed only when set away from their off value, so every run from
+# before they existed keeps its id (they are still written to config.yaml).
+HASHED_WHEN_ON = {"spectral_norm_d": False, "spectral_norm_g": False, "augment": None, "loss": "bce",
+                  "orthogonal_gain": None, "g_objective": "non_saturating"}
 
 
 def _canon(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def _hashed(flat: dict[str, Any], skip: frozenset) -> dict[str, Any]:
+def _hashed(flat: dict[str, Any], left_out: frozenset) -> dict[str, Any]:
     return {k: v for k, v in flat.items()
-            if k not in skip and not (k in HASHED_OFF_DEFAULT and v == HASHED_OFF_DEFAULT[k])}
+            if k not in left_out and not (k in HASHED_WHEN_ON and v == HASHED_WHEN_ON[k])}
 
 
 def run_id(flat: dict[str, Any]) -> str:

@@ -121,6 +121,9 @@ def resolve(raw: dict[str, Any], where: str = "config") -> RunConfig:
     if dataset.kind not in variant.data_kinds:
         raise Incompatible(f"{where}: variant '{variant_name}' needs {' or '.join(variant.data_kinds)}, "
                            f"dataset '{dataset_name}' is {dataset.kind}")
+    if getattr(config.options, "augment", None) and dataset.kind != "images":
+        raise Incompatible(f"{where}: 'augment' transforms images; dataset '{dataset_name}' is {dataset.kind}; "
+                           "drop augment for this run")
     if variant.conditional and dataset.labelled(config.data) is False:
         raise Incompatible(f"{where}: variant '{variant_name}' needs class labels, dataset '{dataset_name}' "
                            f"has none as configured; {dataset.label_fix}")

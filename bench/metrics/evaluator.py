@@ -119,7 +119,7 @@ def load_best_generator(ctx, best_file: Path):
         return None
     state = checkpoint.load(best_file, ctx.device, fix=checkpoint.DROP_BEST)
     with torch.random.fork_rng(devices=[]):  # building nets initialises weights from the global RNG
-        G, _ = ctx.variant.build()
+        G, _ = ctx.variant.networks()
     checkpoint.load_into(best_file, state, fix=checkpoint.DROP_BEST, G=G)
     return G.to(ctx.device), int(state["step"]), str(state.get("metric", "unknown"))
 

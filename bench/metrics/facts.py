@@ -136,6 +136,13 @@ for _name, _title, _higher, _ideal, _head in [
     ("probe_acc", "probe accuracy (D)", True, None, None),
     ("probe_acc_random_d", "probe accuracy (random D)", True, None, None),
     ("probe_acc_pixels", "probe accuracy (pixels)", True, None, None),
+    ("mem_distance", "nearest-training distance", True, None, None),
+    ("mem_distance_real", "nearest-training distance (held-out real)", True, None, None),
+    ("mifid_penalty", "MiFID penalty", True, 1.0, None),
+    ("mifid_fd", "FD/FID against the training set", False, 0.0, None),
+    ("mifid", "MiFID", False, 0.0, None),
+    ("copy_share", "copy share", False, None, None),
+    ("copy_share_real", "copy share (real)", False, None, None),
 ]:
     declare_value(_name, _title, _higher, _ideal, _head, tie="hq_fraction" if _name == "modes_covered" else None,
                   rules=_RULES.get(_name))
@@ -176,5 +183,8 @@ for _name, _help, _families, _writes in [
      "(pixels only)", (N,), ("msssim_class_mean", "msssim_class_real", "msssim_class_gap")),
     ("probe", "opt-in: linear probe on D's features beside a random D and raw pixels", (D, N),
      ("probe_acc", "probe_acc_random_d", "probe_acc_pixels")),
+    ("memorization", "opt-in: nearest-training-image distances, MiFID beside FD/FID, data-copying share, "
+     "pairs picture", (D, N),
+     ("mem_distance", "mifid_penalty", "mifid_fd", "mifid", "mem_distance_real", "copy_share", "copy_share_real")),
 ]:
     declare(_name, _help, _families, _writes)

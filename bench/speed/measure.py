@@ -141,7 +141,7 @@ def measure_eval(variant: str, dataset: str, size: int, batch: int, device: str)
     dev = pick_device(device)
     data = registry.datasets.get(dataset).load(config.data, size, dev)
     model = registry.variants.get(variant)(config.options, data.spec)
-    G, _ = model.build()
+    G, _ = model.networks()
     ctx = EvalContext(config, data, model, dev)
     n = config.loop.eval_n or None
     times, ran = [], {}

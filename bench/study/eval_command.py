@@ -140,7 +140,7 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights, no
     variant = registry.variants.get(config.variant)(config.options, data.spec)
     state = checkpoint.load(run.checkpoint_file, device, fix=checkpoint.RETRAIN)
     with torch.random.fork_rng(devices=[]):
-        G, D = variant.build()
+        G, D = variant.networks()
     checkpoint.load_into(run.checkpoint_file, state, fix=checkpoint.RETRAIN, G=G, D=D)
     G, D = G.to(device), D.to(device)
     ctx = EvalContext(config, data, variant, device, weights)
@@ -163,6 +163,10 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights, no
         from bench.metrics.representation import write_pictures
 
         write_pictures(run.path / "representation", G, D, ctx.reference[0], device)
+    if names and "memorization" in names and which != "best":  # the closest pairs, beside the numbers
+        from bench.metrics.families.memorization import write_pairs
+
+        write_pairs(run.path / "memorization", ctx, G)
     if which == "best" and not best_file.is_file():
         print(f"warning: {run.path} has no ckpt/best.pt (no curve evaluations); nothing evaluated", file=sys.stderr)
     return records, timings

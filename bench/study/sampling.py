@@ -37,7 +37,7 @@ def load_generator(run: RunDir, device: torch.device, which: str = "final"):
         raise BenchError(f"{run.checkpoint_file} has no data spec; retrain the run")
     spec = DataSpec(tuple(spec_fields["shape"]), spec_fields["num_classes"], tuple(spec_fields["class_names"]))
     variant = registry.variants.get(config.variant)(config.options, spec)
-    G, _ = variant.build()
+    G, _ = variant.networks()
     file, fix = run.checkpoint_file, checkpoint.RETRAIN
     if which not in ("final", str(state["step"])):
         best_file = run.path / "ckpt" / "best.pt"

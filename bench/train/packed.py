@@ -21,9 +21,10 @@ losses, `PackedData` for the batches), and each member k reproduces the single r
   they come from the pack's own stream (randomness="different": independent per member, but not the
   numbers a single run would draw). "loop" mode runs members one after another inside the step, each
   under its own RNG, and is exact for every variant. `auto` picks vmap only where it is exact: it
-  takes loop where vmap fails (autograd.grad inside a loss, as in the WGAN-GP penalty) or where the
-  losses draw random numbers; `vmap` can be forced for speed, and the mode and the reason are
-  recorded in each run's status.
+  takes loop where vmap fails (autograd.grad inside a loss, as in the WGAN-GP penalty; the in-place
+  power iteration of spectral norm) or where the losses draw random numbers (DiffAugment, label
+  noise); `vmap` can be forced for speed where it runs at all (else one line refuses it), and the
+  mode and the reason are recorded in each run's status.
 - Records. At each flush member k's losses, a checkpoint in the single-run format (its nets, its
   slice of the optimizer state, its RNG states: bench/store/checkpoint.py slices and stacks them) and its
   status go to run k's folder, so a report cannot tell the runs apart from K separate ones, and a
@@ -50,6 +51,7 @@ from bench.errors import BenchError
 from bench.variant import Batch, Stats
 
 MODES = ("auto", "vmap", "loop")
+RANDOM_DRAWS = "the losses draw random numbers; under vmap they could not follow each seed's stream"
 PackMismatch = checkpoint.PackMismatch  # raised where the members' checkpoints are read; caught by the scheduler
 
 
@@ -250,7 +252,12 @@ class PackedVariant:
         self.inner, self.G, self.D, self.rngs, self.data, self.device = variant, G, D, rngs, data, device
         self.size = G.size
         self.reason = ""
-        self.mode = self._probe() if mode == "auto" else mode
+        self.mode = self._probe() if mode != "loop" else mode
+        if mode == "vmap" and self.mode == "loop" and self.reason != RANDOM_DRAWS:
+            raise BenchError(f"pack mode vmap cannot run {variant.name}'s losses ({self.reason}); "
+                             "use pack mode auto or loop")
+        if mode == "vmap":
+            self.mode, self.reason = "vmap", ""  # forced: the pack stream stands in for the members' draws
 
     def sample_z(self, n: int, device: torch.device) -> Tensor:
         zs = []
@@ -314,7 +321,7 @@ class PackedVariant:
                 self._losses(fn, self.G, self.D, Batch(x, y), z, buffers)
             after = self.rngs.current()
             if not all(a is None or torch.equal(a, b) for a, b in zip(before, after)):
-                self.reason = "the losses draw random numbers; under vmap they could not follow each seed's stream"
+                self.reason = RANDOM_DRAWS
                 return "loop"
             return "vmap"
         except Exception as exc:  # noqa: BLE001 - any failure under vmap means run members one by one
@@ -341,7 +348,7 @@ class Pack:
         Gs, Ds, states = [], [], []
         for seed in self.seeds:
             seed_everything(seed)  # exactly what a single run does before building its nets
-            G, D = variant.build()
+            G, D = variant.networks()
             Gs.append(G.to(device))
             Ds.append(D.to(device))
             states.append(checkpoint.rng_state())
@@ -386,7 +393,7 @@ def members(variant, data, seeds: list[int], device: torch.device, memory_format
             mode: str = "auto") -> Members:
     """Solo for one seed (the nets built as always), a Pack for several."""
     if len(seeds) == 1:
-        G, D = variant.build()
+        G, D = variant.networks()
         fmt = memory_format or torch.preserve_format
         return Solo(variant, data, G.to(device, memory_format=fmt), D.to(device, memory_format=fmt))
     return Pack(variant, seeds, data, device, mode)

@@ -36,7 +36,7 @@ class Probe(Metric):
             raise BenchError("the probe needs the run's discriminator; run it with bench eval on a run folder")
         with torch.random.fork_rng(devices=[]):  # the random D's init must not move any RNG stream
             torch.manual_seed(ctx.eval_seed)
-            _, random_D = ctx.variant.build()
+            _, random_D = ctx.variant.networks()
         images, labels = ctx.reference
         if 2 < n < len(images):  # a fixed random subset, the same for every run of this reference
             keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(ctx.eval_seed))[:n]
