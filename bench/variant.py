@@ -8,7 +8,7 @@ the loop owns all of that, so every variant is trained and measured the same way
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple, Optional
 
 import torch
@@ -39,6 +39,9 @@ class GANConfig:
     g_steps: int = ranged(1, Range(1, 100))  # G updates per loop step: "G updated twice" is 2, each with fresh z
     # Latent prior: N(0, I), or U[-1, 1]^z_dim as in the DCGAN-TensorFlow recipe (PacGAN, TTUR).
     z_dist: Literal["normal", "uniform"] = "normal"
+    # PacGAN (Lin et al. 2018): D judges packs of `pac` samples, all real or all fake, concatenated
+    # along features (points) or channels (images); 1 = one sample at a time. Divides batch_size.
+    pac: int = ranged(1, Range(1, 16))
 
 
 class Variant(ABC):
@@ -58,6 +61,22 @@ class Variant(ABC):
     def build(self) -> tuple[nn.Module, nn.Module]:
         """(G, D) for self.spec; D returns one score per sample."""
 
+    @property
+    def d_spec(self) -> DataSpec:
+        """The data shape D's first layer takes: `pac` samples stacked along the first axis."""
+        shape = self.spec.shape
+        return replace(self.spec, shape=(shape[0] * self.config.pac, *shape[1:]))
+
+    def pack(self, x: Tensor) -> Tensor:
+        """[n, C, ...] -> [n / pac, pac * C, ...]: consecutive samples concatenated into one D input.
+
+        Real and fake batches reach D in separate calls, so a pack never mixes them; under a pack of
+        runs each member's batch is packed on its own (vmap hides the member axis), so no pack mixes
+        two seeds.
+        """
+        m = self.config.pac
+        return x if m == 1 else x.reshape(x.shape[0] // m, m * x.shape[1], *x.shape[2:])
+
     def sample_z(self, n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
         """n latents from the configured prior; every caller (loop, evaluation, samples) draws here."""
         if self.config.z_dist == "uniform":
@@ -69,7 +88,8 @@ class Variant(ABC):
         return G(z, y) if self.conditional else G(z)
 
     def discriminate(self, D: nn.Module, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """D's score per sample; conditional variants use y."""
+        """D's score per pack of config.pac samples (per sample at pac 1); conditional variants use y."""
+        x = self.pack(x)
         return D(x, y) if self.conditional else D(x)
 
     @abstractmethod

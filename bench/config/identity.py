@@ -18,6 +18,8 @@ from typing import Any
 NOT_HASHED = frozenset({"device", "data.root", "compile", "fused_optim", "log_tensorboard"})
 # Also left out of a configuration id: the seed names a sample of the configuration, not the method.
 NOT_CONFIG = frozenset({"seed", *NOT_HASHED})
+# Options added after runs existed, hashed only when set off this value, so every earlier run keeps its id.
+HASHED_OFF_DEFAULT = {"pac": 1}
 DATA_IDENTITY = "data_identity"  # content fingerprint of file datasets; absent for built-in data
 
 
@@ -25,13 +27,18 @@ def _canon(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _hashed(flat: dict[str, Any], skip: frozenset) -> dict[str, Any]:
+    return {k: v for k, v in flat.items()
+            if k not in skip and not (k in HASHED_OFF_DEFAULT and v == HASHED_OFF_DEFAULT[k])}
+
+
 def run_id(flat: dict[str, Any]) -> str:
     """12 hex chars of SHA-256 over the canonical JSON of the resolved config (keys sorted)."""
-    text = _canon({k: v for k, v in flat.items() if k not in NOT_HASHED})
+    text = _canon(_hashed(flat, NOT_HASHED))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def config_id(flat: dict[str, Any]) -> str:
     """10 hex chars over the config without its seed: runs that share it are seeds of one configuration."""
-    text = json.dumps({k: v for k, v in flat.items() if k not in NOT_CONFIG}, sort_keys=True, default=str)
+    text = json.dumps(_hashed(flat, NOT_CONFIG), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
