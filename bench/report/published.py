@@ -183,10 +183,15 @@ def to_html(table) -> str:
     for r in table.itertuples(index=False):
         cells = _cells(r)
         out.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells[:-1])
-                   + f'<td class="verdict {e(r.verdict.replace(" ", "-"))}">{e(cells[-1])}</td></tr>')
+                   + f'<td class="verdict {e(_css(r.verdict))}">{e(cells[-1])}</td></tr>')
     out += ["</tbody>", "</table>", f'<p class="note">{e(NOTE)}</p>']
     out += [f'<p class="source">Source: {e(s)}</p>' for s in _sources(table)]
     return "\n".join(out) + "\n"
+
+
+def _css(verdict: str) -> str:
+    """'not reproduced: ours higher' -> 'not-reproduced-ours-higher'."""
+    return "-".join("".join(ch if ch.isalnum() else " " for ch in verdict).split())
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
