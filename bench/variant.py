@@ -59,7 +59,7 @@ class Variant(ABC):
 
     @abstractmethod
     def build(self) -> tuple[nn.Module, nn.Module]:
-        """(G, D) for self.spec; D returns one score per sample."""
+        """(G, D) for self.spec; D takes inputs of self.d_spec's shape and returns one score per input."""
 
     @property
     def d_spec(self) -> DataSpec:

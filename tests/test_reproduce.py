@@ -332,6 +332,7 @@ def test_renderings_cite_the_source_and_escape():
     for text in (md, page):
         assert cite in text and "ours higher" in text and "ours lower" in text
     assert md.splitlines()[0].startswith("| Method |") and f"Source: {cite}" in md
+    assert '<td class="verdict not-reproduced-ours-higher">not reproduced: ours higher</td>' in page
     assert '<p class="source">Source: A. Author. A paper. 2018, Table 1. Values not yet checked against the printed table.</p>' in page
     checked = [dataclasses.replace(r, source=dataclasses.replace(r.source, checked=True, checked_against="Table1.png"))
                for r in reported]

@@ -110,7 +110,8 @@ class WGANGP(WGAN):
         per sample (per pack under `pac`, where D's input is the pack). create_graph keeps the penalty differentiable for the loop's backward; fp32 with
         autocast off, so the gradient is never computed from unscaled half-precision outputs."""
         m = self.config.pac  # under packing D's input is a pack: one eps and one gradient norm per pack
-        eps = torch.rand(real.shape[0] // m, *([1] * (real.dim() - 1)), device=real.device).repeat_interleave(m, 0)
+        eps = torch.rand(real.shape[0] // m, *([1] * (real.dim() - 1)), device=real.device)
+        eps = eps.repeat_interleave(m, 0)
         x_hat = (eps * real.float() + (1 - eps) * fake.float()).requires_grad_(True)
         with torch.autocast(device_type=real.device.type, enabled=False):
             score = self.discriminate(D, x_hat, y).float()

@@ -182,8 +182,9 @@ def _unknown_key(key: str, variant: Any, dataset: Any, where: str) -> str:
 def shrink_for_smoke(config: RunConfig) -> RunConfig:
     """A tiny version of a run for CI: few steps, small batches and images. Its id differs."""
     loop = config.loop
-    pac = config.options.pac  # whole packs
-    small = dataclasses.replace(loop, steps=min(loop.steps, 20), batch_size=max(pac, min(loop.batch_size, 16) // pac * pac),
+    pac = config.options.pac
+    batch = max(pac, min(loop.batch_size, 16) // pac * pac)  # whole packs
+    small = dataclasses.replace(loop, steps=min(loop.steps, 20), batch_size=batch,
                                 image_size=min(loop.image_size, 16), log_every=10, ckpt_every=10,
                                 sample_every=0, eval_n=min(loop.eval_n or 500, 500))
     return dataclasses.replace(config, loop=small)

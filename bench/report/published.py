@@ -21,9 +21,9 @@ from bench.report import stats
 
 # ---------------------------------------------------------------- published vs measured
 
-TABLE_COLUMNS = ["source", "row", "metric", "config", "label", "checkpoint", "higher_is_better", "published", "published_mean",
-                 "published_low", "published_high", "n", "diverged", "ours", "ours_mean", "ours_low",
-                 "ours_high", "verdict"]
+TABLE_COLUMNS = ["source", "row", "metric", "config", "label", "checkpoint", "higher_is_better", "published",
+                 "published_mean", "published_low", "published_high", "n", "diverged", "ours", "ours_mean",
+                 "ours_low", "ours_high", "verdict"]
 
 
 def compare(tidy, reported: tuple[Reported, ...] | list[Reported]):
@@ -33,8 +33,8 @@ def compare(tidy, reported: tuple[Reported, ...] | list[Reported]):
     - `tidy` is bench.report.load.tidy(data): one row per record with `name`, `value`, `kind`, `step`,
       `label`, `run_id`, `seed`, `state` and a `cfg.<key>` column per config key (lists as JSON text).
     - A run counts when its state is done or diverged, and its value is its `final` record of the metric
-      (the last step when there are several), or its `best` record for a row with `checkpoint: best`. Runs are matched on every (key, value) of the row's
-      config; a key `VARIANT.key` matches runs of that variant only, `data.key` the dataset option.
+      (the last step when there are several), or its `best` record for a row with `checkpoint: best`.
+      Runs are matched on every (key, value) of the row's config; a key `VARIANT.key` matches runs of that variant only, `data.key` the dataset option.
     - ours: n seeds, their mean and the 95% percentile-bootstrap CI of the mean (bench.report.stats,
       NaN below 2 seeds); NaN values (a KL with no high-quality sample) are left out of n.
     - Both sides are shown in the paper's unit (a harness fraction times 100 for `unit: "%"`).
