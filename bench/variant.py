@@ -8,7 +8,7 @@ the loop owns all of that, so every variant is trained and measured the same way
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple, Optional
 
 import torch
@@ -44,6 +44,9 @@ class GANConfig:
     spectral_norm_g: bool = False
     # DiffAugment (Zhao et al. 2020) on every input of D, real and fake, in the order listed; null = off.
     augment: Optional[tuple[Literal["color", "translation", "cutout"], ...]] = None
+    # PacGAN (Lin et al. 2018): D judges packs of `pac` samples, all real or all fake, concatenated
+    # along features (points) or channels (images); 1 = one sample at a time. Divides batch_size.
+    pac: int = ranged(1, Range(1, 16))
 
     def __post_init__(self):
         if self.augment is not None and len(set(self.augment)) != len(self.augment):
@@ -65,7 +68,8 @@ class Variant(ABC):
 
     @abstractmethod
     def build(self) -> tuple[nn.Module, nn.Module]:
-        """(G, D) for self.spec; D returns one score per sample. Callers use networks()."""
+        """(G, D) for self.spec; D takes inputs of self.d_spec's shape and returns one score per input.
+        Callers use networks()."""
 
     def networks(self) -> tuple[nn.Module, nn.Module]:
         """(G, D) as the harness trains, loads and evaluates them: build() plus the shared options, so a
@@ -76,6 +80,22 @@ class Variant(ABC):
         if self.config.spectral_norm_d:
             spectral_norm_layers(D)
         return G, D
+
+    @property
+    def d_spec(self) -> DataSpec:
+        """The data shape D's first layer takes: `pac` samples stacked along the first axis."""
+        shape = self.spec.shape
+        return replace(self.spec, shape=(shape[0] * self.config.pac, *shape[1:]))
+
+    def pack(self, x: Tensor) -> Tensor:
+        """[n, C, ...] -> [n / pac, pac * C, ...]: consecutive samples concatenated into one D input.
+
+        Real and fake batches reach D in separate calls, so a pack never mixes them; under a pack of
+        runs each member's batch is packed on its own (vmap hides the member axis), so no pack mixes
+        two seeds.
+        """
+        m = self.config.pac
+        return x if m == 1 else x.reshape(x.shape[0] // m, m * x.shape[1], *x.shape[2:])
 
     def sample_z(self, n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
         """n latents from the configured prior; every caller (loop, evaluation, samples) draws here."""
@@ -88,12 +108,14 @@ class Variant(ABC):
         return G(z, y) if self.conditional else G(z)
 
     def discriminate(self, D: nn.Module, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """D's score per sample; conditional variants use y. DiffAugment, when on, draws its
+        """D's score per pack of config.pac samples (per sample at pac 1); conditional variants use y.
+        DiffAugment, when on, is applied to each sample before packing and draws its
         transforms here from the global RNG, which the checkpoint saves."""
         if self.config.augment:
             from variants.augment import diff_augment  # variants/ imports this module: load on first use
 
             x = diff_augment(x, self.config.augment)
+        x = self.pack(x)
         return D(x, y) if self.conditional else D(x)
 
     @abstractmethod

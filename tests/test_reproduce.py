@@ -82,19 +82,74 @@ def test_stacked_preset_runs_on_the_full_mnist_pool_once_fetched(bench_cli, tmp_
     code, out, err = bench_cli("run", str(REPO / "ablations/reproduce/stacked_mnist.yaml"), "--dry-run",
                                "--set", "dataset=stacked_mnist", "--set", f"data.root={tmp_path / 'mnist'}")
     assert code == 0, err
-    assert out.count(" queued ") == 10
+    assert out.count(" queued ") == 40  # 4 packings x 10 seeds
 
 
 def test_recipes_carry_the_papers_numbers():
-    """Spot checks that the files say what their header says (PacGAN's release configs)."""
+    """Spot checks that the files say what their header says (PacGAN's and TTUR's release configs)."""
     pac = load_grid(REPO / "ablations/reproduce/pacgan_2d.yaml")
     assert pac.base["hidden_g"] == [400] * 4 and pac.base["act_d"] == "maxout" and pac.base["z_dim"] == 2
     assert pac.base["steps"] == 400_000 and pac.base["betas"] == [0.8, 0.999] and len(pac.seeds) == 10
-    rows = {(v.metric, dict(v.config)["dataset"]): v for v in pac.published}
-    assert rows[("hq_fraction", "ring8")].unit == "%" and rows[("modes_covered", "grid25")].mean == 17.3
+    rows = {(v.row, v.metric, dict(v.config)["dataset"]): v for v in pac.published}
+    assert rows[("GAN", "hq_fraction", "ring8")].unit == "%" and rows[("GAN", "modes_covered", "grid25")].mean == 17.3
+    assert {dict(v.config)["pac"] for v in pac.published} == {1, 2, 3, 4} and len(pac.published) == 24
+    # 100 packs a batch, as PacGAN's streams draw them: batch_size = 100 x pac
+    assert {(r.options.pac, r.loop.batch_size) for r in _runs(pac)} == {(1, 100), (2, 200), (3, 300), (4, 400)}
     stacked = load_grid(REPO / "ablations/reproduce/stacked_mnist.yaml")
     assert stacked.base["z_dist"] == "uniform" and stacked.base["g_steps"] == 2
     assert {v.source.paper.split(":")[0] for v in stacked.published} == {"VEEGAN", "PacGAN"}
+    assert {(r.options.pac, r.loop.batch_size) for r in _runs(stacked)} == {(1, 64), (2, 128), (3, 192), (4, 256)}
+    assert {v.row for v in stacked.published if dict(v.config)["pac"] > 1} == {"PacDCGAN2", "PacDCGAN3", "PacDCGAN4"}
+
+
+def _runs(grid):
+    from bench.config.grid import expand
+
+    return [resolve(flat) for flat in expand(grid)]
+
+
+def test_ttur_recipe_is_the_two_published_configurations():
+    """TTUR: lr_d 1e-4 / lr_g 5e-4 for 75k updates against 1e-4 for both for 100k, one G update per D
+    update, each compared on its best checkpoint (the authors report the best FID of a run)."""
+    grid = load_grid(REPO / "ablations/reproduce/dcgan_cifar10_fid.yaml")
+    runs = _runs(grid)
+    configs = {(r.options.lr_d, r.options.lr_g, r.loop.steps, r.options.d_steps, r.options.g_steps) for r in runs}
+    assert configs == {(1e-4, 5e-4, 75_000, 1, 1), (1e-4, 1e-4, 100_000, 1, 1)}
+    rows = {dict(v.config)["lr_g"]: v for v in grid.published}
+    assert (rows[5e-4].mean, rows[1e-4].mean) == (36.9, 37.7)
+    assert {v.checkpoint for v in grid.published} == {"best"} and all(r.loop.eval_every == 5000 for r in runs)
+
+
+TRANSCRIPTION = REPO / "tests" / "data" / "published_transcription.yaml"
+# Our row names where they differ from the printed ones.
+PRINTED_ROW = {"DCGAN (PacGAN's implementation)": "DCGAN (our implementation)",
+               "DCGAN, TTUR (1e-4, 5e-4; 75k updates)": "TTUR 1e-4 5e-4 75k",
+               "DCGAN, original rule (1e-4; 100k updates)": "orig 1e-4 100k"}
+
+
+def _printed(value: published.Reported) -> tuple[dict, list]:
+    """The transcribed table of a preset's value, and the [mean, spread] cell it must equal."""
+    import yaml
+
+    tables = yaml.safe_load(TRANSCRIPTION.read_text())["tables"]
+    table = next(t for t in tables if value.source.paper.startswith(t["paper"]) and value.source.where == t["table"])
+    dataset = dict(value.config).get("dataset")
+    column = f"{dataset} {value.metric}" if f"{dataset} {value.metric}" in table["columns"] else value.metric
+    return table, table["rows"][PRINTED_ROW.get(value.row, value.row)][table["columns"].index(column)]
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_published_values_match_an_independent_transcription_of_the_tables(preset):
+    """Every value of every preset equals the table as typed a second time from the authors' own image
+    of it (tests/data/published_transcription.yaml), and its source says where it was checked."""
+    values = load_grid(preset).published
+    assert values, f"{preset.stem} has no published values"
+    for v in values:
+        table, (mean, spread) = _printed(v)
+        assert v.source.checked and table["source"].split(" ", 1)[1] in v.source.checked_against, v.source
+        assert (v.mean * 1, v.spread) == (mean, spread), f"{preset.stem}: {v.row} {v.metric} {dict(v.config)}"
+        assert v.kind == table["spread"]["kind"] and v.runs == table["spread"].get("runs"), v
+        assert "Values checked against" in v.source.cite() and "not yet checked" not in v.source.cite()
 
 
 # ------------------------------------------------------------------ bad sections: one line, exit 2
@@ -128,6 +183,10 @@ BAD = {
     "unknown key": (lambda s: s["values"][0].update(std=0.5), "has no key 'std'"),
     "empty values": (lambda s: s.update(values=[]), "values must be a non-empty list"),
     "range without mean": (lambda s: s["values"][0].update(kind="range", spread=[7, 8]), "does not contain the mean"),
+    "checked, not where": (lambda s: s["source"].update(checked=True), "checked: true needs checked_against"),
+    "where, not checked": (lambda s: s["source"].update(checked_against="Table1.png"), "checked: false takes none"),
+    "checked as text": (lambda s: s["source"].update(checked="yes"), "checked must be true or false"),
+    "unknown checkpoint": (lambda s: s["values"][0].update(checkpoint="last"), "checkpoint must be final or best"),
 }
 
 
@@ -142,14 +201,18 @@ def test_bad_published_section_is_refused_in_one_line(bench_cli, write_grid, nam
 
 
 def test_a_good_section_and_a_list_of_tables_are_accepted(bench_cli, write_grid):
-    two = [_with(lambda s: None), _with(lambda s: s["source"].update(paper="Another", figure="2", table=None)
-                                         or s["source"].pop("table"))]
+    two = [_with(lambda s: s["source"].update(checked=True, checked_against="the authors' Table1.png")),
+           _with(lambda s: s["source"].update(paper="Another", figure="2", table=None) or s["source"].pop("table"))]
     grid = {"name": "ok", "seeds": 1, "base": {"variant": "mlp_gan", "dataset": "ring8", "steps": 20},
             "published": two}
     code, out, err = bench_cli("run", str(write_grid(grid)), "--dry-run")
     assert code == 0, err
     values = load_grid(write_grid(grid, "again.yaml")).published
     assert [v.source.where for v in values] == ["Table 1", "Figure 2"]
+    assert [(v.source.checked, v.source.checked_against) for v in values] == [
+        (True, "the authors' Table1.png"), (False, "")]
+    assert values[0].source.cite().endswith("Table 1. Values checked against the authors' Table1.png.")
+    assert values[1].source.cite().endswith("Figure 2. Values not yet checked against the printed table.")
     assert published.from_grid_text(write_grid(grid, "text.yaml").read_text()) == values
 
 
@@ -167,6 +230,8 @@ def _tidy(rows: list[tuple]) -> pd.DataFrame:
                                      "step", "value"])
     df["label"] = df["name"].map(lambda n: f"{n}@2500")
     df["cfg.variant"] = "mlp_gan"
+    df["config"] = "dataset=" + df["cfg.dataset"] + ", hidden_g=" + df["cfg.hidden_g"]
+    df["config_id"] = df["config"]
     return df
 
 
@@ -196,7 +261,8 @@ def test_verdicts_on_a_planted_table():
     ]
     table = measured.compare(_planted(), reported)
     assert list(table.columns) == measured.TABLE_COLUMNS
-    assert table["verdict"].tolist() == ["better", "worse", "consistent", "better", "better", "no runs"]
+    assert table["verdict"].tolist() == ["not reproduced: ours higher", "not reproduced: ours lower", "reproduced",
+                                         "not reproduced: ours lower", "not reproduced: ours higher", "no runs"]
     first = table.iloc[0]
     assert first["n"] == 4 and first["diverged"] == 1, "unfinished runs out, diverged runs in and counted"
     assert first["ours_mean"] == pytest.approx(7.75) and first["ours_low"] <= 7.75 <= first["ours_high"]
@@ -207,13 +273,16 @@ def test_verdicts_on_a_planted_table():
     assert table.iloc[2]["label"] == "modes_covered@2500"
 
 
-def test_undetermined_without_any_interval_and_scoped_keys():
+def test_two_points_are_compared_and_scoped_keys():
+    """A published point against one seed (a zero-width interval): equal is reproduced, apart is not."""
     one_seed = _tidy([("r0", 0, "done", "ring8", "[400, 400]", "modes_covered", "final", 1000, 4.0)])
-    table = measured.compare(one_seed, [_reported("modes_covered", 1.0)])
-    assert table["verdict"].tolist() == ["undetermined"] and table.iloc[0]["ours"] == "4 (n=1)"
+    table = measured.compare(one_seed, [_reported("modes_covered", 1.0), _reported("modes_covered", 4.0),
+                                        _reported("modes_covered", 5.0)])
+    assert table["verdict"].tolist() == ["not reproduced: ours higher", "reproduced", "not reproduced: ours lower"]
+    assert table.iloc[0]["ours"] == "4 (n=1)"
     scoped = measured.compare(_planted(), [_reported("modes_covered", 6.3, 0.5,
-                                                      config=(("mlp_gan.hidden_g", (400, 400)),))])
-    assert scoped.iloc[0]["n"] == 5, "mlp_gan.hidden_g selects mlp_gan runs with that key, on both datasets"
+                                                      config=(("mlp_gan.hidden_g", (400, 400)), ("dataset", "ring8")))])
+    assert scoped.iloc[0]["n"] == 4, "mlp_gan.hidden_g selects mlp_gan runs with that key"
     other = measured.compare(_planted(), [_reported("modes_covered", 6.3, 0.5, config=(("dcgan.width", 64),))])
     assert other["verdict"].tolist() == ["no runs"]
     skipped = _tidy([("r0", 0, "done", "ring8", "[400, 400]", "modes_covered", "final", 1000, math.nan)])
@@ -221,12 +290,39 @@ def test_undetermined_without_any_interval_and_scoped_keys():
     assert table["verdict"].tolist() == ["not measured"] and "1 runs, no finite value" in table.iloc[0]["ours"]
 
 
-def test_verdict_uses_the_metric_direction_and_printed_ranges():
+def test_verdict_speaks_of_reproduction_not_of_better_or_worse():
+    """The side is ours against the paper's, whatever the metric's direction: a lower FID is "ours
+    lower", not "better" (the grid's own headline says which method is better)."""
     rep = _reported("fid", 36.9, (35.0, 39.0), kind="range")
-    assert measured.verdict(rep, 3, 30.0, 29.0, 31.0) == "better"  # lower FID
-    assert measured.verdict(rep, 3, 45.0, 44.0, 46.0) == "worse"
-    assert measured.verdict(rep, 3, 39.5, 38.5, 40.5) == "consistent"
+    assert measured.verdict(rep, 3, 30.0, 29.0, 31.0) == "not reproduced: ours lower"
+    assert measured.verdict(rep, 3, 45.0, 44.0, 46.0) == "not reproduced: ours higher"
+    assert measured.verdict(rep, 3, 39.5, 38.5, 40.5) == "reproduced"
+    assert measured.verdict(rep, 3, 39.5, 39.0, 40.5) == "reproduced", "touching intervals overlap"
     assert measured.verdict(rep, 0, math.nan, math.nan, math.nan) == "no runs"
+    modes = _reported("modes_covered", 1.0)
+    assert measured.verdict(modes, 5, 8.0, 8.0, 8.0) == "not reproduced: ours higher", "two points, clearly apart"
+    assert set(published.VERDICTS) >= {"reproduced", "not reproduced: ours higher", "not reproduced: ours lower"}
+
+
+def test_a_row_matching_several_configurations_is_refused_naming_them():
+    """Today's pooling of two configurations' seeds into one cell would set the paper's number beside a
+    mixture: the row must name one configuration."""
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match=r"published row 'GAN' \(modes_covered, mlp_gan.hidden_g=\[400, 400\]\) "
+                                         r"matches 2 configurations: dataset=ring8, hidden_g=\[400, 400\]; "
+                                         r"dataset=grid25, hidden_g=\[400, 400\]; add keys"):
+        measured.compare(_planted(), [_reported("modes_covered", 6.3, 0.5, config=(("mlp_gan.hidden_g", (400, 400)),))])
+
+
+def test_a_best_checkpoint_row_reads_the_best_records():
+    rows = [(f"r{i}", i, "done", "ring8", "[400, 400]", "fid", kind, 1000, value)
+            for i, (final, best) in enumerate([(40.0, 36.0), (42.0, 37.0)])
+            for kind, value in (("final", final), ("best", best))]
+    rep = dataclasses.replace(_reported("fid", 36.9), checkpoint="best")
+    table = measured.compare(_tidy(rows), [rep, _reported("fid", 36.9)])
+    assert table["ours_mean"].tolist() == [36.5, 41.0] and table["checkpoint"].tolist() == ["best", "final"]
+    assert "fid ↓ (fid@2500, best checkpoint)" in measured.to_markdown(table)
 
 
 def test_renderings_cite_the_source_and_escape():
@@ -235,11 +331,14 @@ def test_renderings_cite_the_source_and_escape():
     md, page, tex = measured.to_markdown(table), measured.to_html(table), measured.to_latex(table)
     cite = "A. Author. A paper. 2018, Table 1."
     for text in (md, page):
-        assert cite in text and "better" in text and "worse" in text
+        assert cite in text and "ours higher" in text and "ours lower" in text
     assert md.splitlines()[0].startswith("| Method |") and f"Source: {cite}" in md
+    assert '<td class="verdict not-reproduced-ours-higher">not reproduced: ours higher</td>' in page
     assert '<p class="source">Source: A. Author. A paper. 2018, Table 1. Values not yet checked against the printed table.</p>' in page
-    checked = [dataclasses.replace(r, source=dataclasses.replace(r.source, checked=True)) for r in reported]
-    assert "not yet checked" not in measured.to_html(measured.compare(_planted(), checked))
+    checked = [dataclasses.replace(r, source=dataclasses.replace(r.source, checked=True, checked_against="Table1.png"))
+               for r in reported]
+    page = measured.to_html(measured.compare(_planted(), checked))
+    assert "not yet checked" not in page and "Values checked against Table1.png." in page
     assert "\\begin{tabular}" in tex and "98.2 $\\pm$ 0.2\\%" in tex and "Source: A. Author" in tex
     assert "<b>" not in measured.to_html(table.assign(row="<b>GAN</b>")), "HTML-escaped"
 
@@ -406,6 +505,7 @@ def test_a_preset_report_leads_with_published_vs_measured_and_records_the_mixtur
     out = tmp_path / "reports" / "pacgan_ring_cpu-smoke"
     page = (out / "index.html").read_text()
     assert page.index('id="published"') < page.index('id="headline-0"')  # the paper's numbers come first
-    assert "PacGAN" in page and "not yet checked against the printed table" in page
+    assert "PacGAN" in page and "Values checked against the authors&#x27; image of the table" in page
+    assert "not yet checked" not in page
     assert "## Published vs measured" in (out / "report.md").read_text()
     assert "PacGAN" in (out / "tables.tex").read_text()

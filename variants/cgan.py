@@ -28,6 +28,14 @@ class CGANConfig(DCGANConfig):
     g_cond: Literal["embed-concat"] = "embed-concat"
     d_cond: Literal["projection", "concat"] = "projection"
 
+    def __post_init__(self):
+        super().__post_init__()
+        # A pack holds m samples with m labels, while D's class term (projection, or the class maps of
+        # concat) takes one label per input: there is no sound single label for a pack.
+        if self.pac > 1:
+            raise ValueError(f"cgan cannot use pac: {self.pac} (D conditions on one label per input and a "
+                             "pack has one per sample); use pac: 1 or an unconditional variant")
+
 
 @variants.register("cgan")
 class CGAN(BCEVariant):

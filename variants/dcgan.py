@@ -23,7 +23,7 @@ class DCGAN(BCEVariant):
         c = self.config
         channels, size, _ = self.spec.shape
         G = DCGANGenerator(c.z_dim, channels, size, c.width)
-        D = DCGANDiscriminator(channels, size, c.width, norm="batch")
+        D = DCGANDiscriminator(self.d_spec.shape[0], size, c.width, norm="batch")
         dcgan_init(G)
         dcgan_init(D)
         return G, D

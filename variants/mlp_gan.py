@@ -46,7 +46,7 @@ class MLPGAN(BCEVariant):
         # Images come out through Tanh into [-1, 1]; points are unbounded coordinates.
         out_act = nn.Tanh() if self.spec.kind == "images" else None
         G = MLP(c.z_dim, c.hidden_g, shape, c.act_g, out_act, norm=c.norm_g)
-        D = MLP(math.prod(shape), c.hidden_d, (), c.act_d, pieces=c.maxout_pieces)
+        D = MLP(math.prod(self.d_spec.shape), c.hidden_d, (), c.act_d, pieces=c.maxout_pieces)
         if c.init_std is not None:
             normal_init(G, c.init_std)
             normal_init(D, c.init_std)

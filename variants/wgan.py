@@ -47,10 +47,10 @@ class WGAN(Variant):
         c, spec = self.config, self.spec
         if spec.kind == "points":
             return (MLP(c.z_dim, c.hidden_g, spec.shape, "relu"),
-                    MLP(math.prod(spec.shape), c.hidden_d, (), "leaky_relu"))
+                    MLP(math.prod(self.d_spec.shape), c.hidden_d, (), "leaky_relu"))
         channels, size, _ = spec.shape
         G = DCGANGenerator(c.z_dim, channels, size, c.width)
-        D = DCGANDiscriminator(channels, size, c.width, norm=c.norm)
+        D = DCGANDiscriminator(self.d_spec.shape[0], size, c.width, norm=c.norm)
         dcgan_init(G)
         dcgan_init(D)
         return G, D
@@ -108,12 +108,14 @@ class WGANGP(WGAN):
 
     def penalty(self, D: nn.Module, real: Tensor, fake: Tensor, y: Optional[Tensor]) -> tuple[Tensor, Stats]:
         """gp_lambda * mean((||grad_x D(x_hat)||_2 - 1)^2), x_hat = eps x + (1 - eps) G(z), eps ~ U[0, 1]
-        per sample. create_graph keeps the penalty differentiable for the loop's backward; fp32 with
+        per sample (per pack under `pac`, where D's input is the pack). create_graph keeps the penalty differentiable for the loop's backward; fp32 with
         autocast off, so the gradient is never computed from unscaled half-precision outputs."""
-        eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
+        m = self.config.pac  # under packing D's input is a pack: one eps and one gradient norm per pack
+        eps = torch.rand(real.shape[0] // m, *([1] * (real.dim() - 1)), device=real.device)
+        eps = eps.repeat_interleave(m, 0)
         x_hat = (eps * real.float() + (1 - eps) * fake.float()).requires_grad_(True)
         with torch.autocast(device_type=real.device.type, enabled=False):
             score = self.discriminate(D, x_hat, y).float()
             (grad,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
-        gp = (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+        gp = (self.pack(grad).flatten(1).norm(dim=1) - 1).pow(2).mean()
         return self.config.gp_lambda * gp, {"gp": gp.detach()}

@@ -22,7 +22,7 @@ DATA_IDENTITY = "data_identity"  # content fingerprint of file datasets; absent 
 # Options added after runs existed, hashed only when set away from their off value, so every run from
 # before they existed keeps its id (they are still written to config.yaml).
 HASHED_WHEN_ON = {"spectral_norm_d": False, "spectral_norm_g": False, "augment": None, "loss": "bce",
-                  "orthogonal_gain": None, "g_objective": "non_saturating"}
+                  "orthogonal_gain": None, "g_objective": "non_saturating", "pac": 1}
 
 
 def _canon(value: Any) -> str:

@@ -7,7 +7,7 @@ two papers' tables side by side:
 
     published:
       source: {paper: "PacGAN: The power of two samples in GANs", authors: "Lin et al.", year: 2018,
-               table: "Table 1"}
+               table: "Table 1", checked: true, checked_against: "the authors' Table1.png"}
       spread: {kind: sem, runs: 10}        # how this table's "±" reads; a value may override either
       values:
         - {row: GAN, metric: modes_covered, config: {dataset: ring8}, mean: 6.3, spread: 0.5}
@@ -16,7 +16,10 @@ two papers' tables side by side:
 `metric` is the harness's value name (the `name` of a metrics.jsonl record); `config` names keys
 and values that the grid file itself sets (base or an axis), which pick the configuration the row
 was measured for; `unit: "%"` says the paper printed a harness fraction as a percentage; `spread`
-is the printed spread (a number for std / sem, [low, high] for range) or null when none was printed.
+is the printed spread (a number for std / sem, [low, high] for range) or null when none was printed;
+`checkpoint: best` compares with our best checkpoint where the paper reports the best value of a run.
+`source.checked: true` with `checked_against` (the printed table, or the authors' image of it) says
+every value was compared with the table; the report cites both.
 
 Every check raises BenchError with one line, so `bench run --dry-run` refuses a bad section. No torch
 and no pandas here: config.py imports this module for every grid.
@@ -37,9 +40,12 @@ from bench.metrics import facts
 SPREAD_KINDS = ("std", "sem", "range", "none")  # none: the table prints a mean only
 UNITS = {"": 1.0, "%": 0.01}  # printed unit -> factor to the harness's unit
 BLOCK_KEYS = {"source", "spread", "values"}
-SOURCE_KEYS = {"paper", "authors", "year", "venue", "table", "figure", "url", "note", "checked"}
-VALUE_KEYS = {"row", "metric", "config", "mean", "spread", "kind", "runs", "unit", "label", "note"}
-VERDICTS = ("consistent", "better", "worse", "undetermined", "not measured", "no runs")
+SOURCE_KEYS = {"paper", "authors", "year", "venue", "table", "figure", "url", "note", "checked", "checked_against"}
+VALUE_KEYS = {"row", "metric", "config", "mean", "spread", "kind", "runs", "unit", "label", "note", "checkpoint"}
+# Which of our checkpoints a row is compared with: the final one (the harness's reading), or the best
+# one over the run, where the paper reports the best value seen during training (TTUR's FID).
+CHECKPOINTS = ("final", "best")
+VERDICTS = ("reproduced", "not reproduced: ours higher", "not reproduced: ours lower", "not measured", "no runs")
 
 
 @dataclass(frozen=True)
@@ -53,11 +59,13 @@ class Source:
     # True once every value was compared with the printed table; a preset says so either way, and
     # the report prints unchecked numbers as such, so a typo is never taken for the paper's result.
     checked: bool = False
+    checked_against: str = ""  # the printed table the values were compared with: a PDF page, an image file
 
     def cite(self) -> str:
         who = f"{self.authors}. " if self.authors else ""
         venue = f" {self.venue}" if self.venue else ""
-        caveat = "" if self.checked else " Values not yet checked against the printed table."
+        caveat = (f" Values checked against {self.checked_against}." if self.checked
+                  else " Values not yet checked against the printed table.")
         return f"{who}{self.paper}.{venue} {self.year}, {self.where}.{caveat}"
 
 
@@ -75,6 +83,7 @@ class Reported:
     runs: Optional[int]  # runs the mean is over, when the paper says
     unit: str = ""
     label: str = ""  # a harness column label, when a metric has several protocols in the grid
+    checkpoint: str = "final"  # one of CHECKPOINTS
 
     @property
     def scale(self) -> float:
@@ -160,9 +169,13 @@ def _source(source: Any, at: str) -> Source:
     for k, v in text.items():
         if not isinstance(v, str):
             raise BenchError(f"{at}.{k} must be text")
-    if not isinstance(source.get("checked", False), bool):
+    checked, against = source.get("checked", False), source.get("checked_against", "")
+    if not isinstance(checked, bool):
         raise BenchError(f"{at}.checked must be true or false: were the values compared with the printed table?")
-    return Source(paper.strip(), year, place, **text, checked=source.get("checked", False))
+    if not isinstance(against, str) or checked != bool(against.strip()):
+        raise BenchError(f"{at}: checked: true needs checked_against naming the table the values were compared "
+                         "with (a PDF page, the authors' image file), and checked: false takes none")
+    return Source(paper.strip(), year, place, **text, checked=checked, checked_against=against.strip())
 
 
 def _value(v: Any, source: Source, default: dict, at: str) -> Reported:
@@ -206,8 +219,12 @@ def _value(v: Any, source: Source, default: dict, at: str) -> Reported:
     label = v.get("label", "")
     if not isinstance(label, str):
         raise BenchError(f"{at}.label must be a harness column label")
+    checkpoint = v.get("checkpoint", "final")
+    if checkpoint not in CHECKPOINTS:
+        raise BenchError(f"{at}.checkpoint must be final or best (best where the paper reports the best value "
+                         f"seen during training), got {_short(checkpoint)}")
     items = tuple(sorted((k, tuple(x) if isinstance(x, list) else x) for k, x in config.items()))
-    return Reported(source, row.strip(), metric, items, mean, spread, kind, runs, unit, label)
+    return Reported(source, row.strip(), metric, items, mean, spread, kind, runs, unit, label, checkpoint)
 
 
 def check_config(value: Reported, base: dict, grid: dict, where: str) -> None:

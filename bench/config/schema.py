@@ -118,6 +118,10 @@ def resolve(raw: dict[str, Any], where: str = "config") -> RunConfig:
     except ValueError as exc:  # a dataclass __post_init__ rejecting a combination of values
         raise BenchError(f"{where}: {exc}") from None
     _check_loop(config.loop, where)
+    pac = config.options.pac
+    if config.loop.batch_size % pac:
+        raise BenchError(f"{where}: 'batch_size' ({config.loop.batch_size}) must be a multiple of 'pac' ({pac}): "
+                         "D judges whole packs")
     if dataset.kind not in variant.data_kinds:
         raise Incompatible(f"{where}: variant '{variant_name}' needs {' or '.join(variant.data_kinds)}, "
                            f"dataset '{dataset_name}' is {dataset.kind}")
@@ -179,7 +183,9 @@ def _unknown_key(key: str, variant: Any, dataset: Any, where: str) -> str:
 def shrink_for_smoke(config: RunConfig) -> RunConfig:
     """A tiny version of a run for CI: few steps, small batches and images. Its id differs."""
     loop = config.loop
-    small = dataclasses.replace(loop, steps=min(loop.steps, 20), batch_size=min(loop.batch_size, 16),
+    pac = config.options.pac
+    batch = max(pac, min(loop.batch_size, 16) // pac * pac)  # whole packs
+    small = dataclasses.replace(loop, steps=min(loop.steps, 20), batch_size=batch,
                                 image_size=min(loop.image_size, 16), log_every=10, ckpt_every=10,
                                 sample_every=0, eval_n=min(loop.eval_n or 500, 500))
     return dataclasses.replace(config, loop=small)

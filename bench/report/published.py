@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from bench.config.published import Reported, number_text, same_value
+from bench.errors import BenchError
 from bench.metrics import facts
 from bench.store.runs import FINISHED  # runs whose final value counts (diverged ones too)
 from bench.report import stats
@@ -21,9 +22,9 @@ from bench.report import stats
 
 # ---------------------------------------------------------------- published vs measured
 
-TABLE_COLUMNS = ["source", "row", "metric", "config", "label", "higher_is_better", "published", "published_mean",
-                 "published_low", "published_high", "n", "diverged", "ours", "ours_mean", "ours_low",
-                 "ours_high", "verdict"]
+TABLE_COLUMNS = ["source", "row", "metric", "config", "label", "checkpoint", "higher_is_better", "published",
+                 "published_mean", "published_low", "published_high", "n", "diverged", "ours", "ours_mean",
+                 "ours_low", "ours_high", "verdict"]
 
 
 def compare(tidy, reported: tuple[Reported, ...] | list[Reported]):
@@ -33,16 +34,17 @@ def compare(tidy, reported: tuple[Reported, ...] | list[Reported]):
     - `tidy` is bench.report.load.tidy(data): one row per record with `name`, `value`, `kind`, `step`,
       `label`, `run_id`, `seed`, `state` and a `cfg.<key>` column per config key (lists as JSON text).
     - A run counts when its state is done or diverged, and its value is its `final` record of the metric
-      (the last step when there are several). Runs are matched on every (key, value) of the row's
-      config; a key `VARIANT.key` matches runs of that variant only, `data.key` the dataset option.
+      (the last step when there are several), or its `best` record for a row with `checkpoint: best`.
+      Runs are matched on every (key, value) of the row's config; a key `VARIANT.key` matches runs of that variant only, `data.key` the dataset option.
     - ours: n seeds, their mean and the 95% percentile-bootstrap CI of the mean (bench.report.stats,
       NaN below 2 seeds); NaN values (a KL with no high-quality sample) are left out of n.
     - Both sides are shown in the paper's unit (a harness fraction times 100 for `unit: "%"`).
-    - verdict: "consistent" when the published interval (mean ± printed spread, or the printed range;
-      the mean alone when none is printed) and our CI overlap; otherwise "better" or "worse" by the
-      metric's direction; "undetermined" when neither side has an interval (no printed spread and
-      fewer than 2 seeds); "not measured" when matching runs hold only NaN (a metric that was skipped,
-      e.g. a judge below its accuracy floor); "no runs" when no finished run matches.
+    - verdict, a question of reproduction, not of which method is better (that is the grid's headline):
+      "reproduced" when the published interval (mean ± printed spread, or the printed range; the mean
+      alone when none is printed) and our CI (our mean alone below 2 seeds) overlap, two points
+      included; otherwise "not reproduced: ours higher" or "... ours lower"; "not measured" when
+      matching runs hold only NaN (a metric that was skipped, e.g. a judge below its accuracy floor);
+      "no runs" when no finished run matches.
     Returns a DataFrame with TABLE_COLUMNS, in the order of `reported`.
     """
     import numpy as np
@@ -59,7 +61,7 @@ def compare(tidy, reported: tuple[Reported, ...] | list[Reported]):
             p_lo, p_hi = rep.interval
             found = len(values) > 0
             rows.append({"source": rep.source.cite(), "row": rep.row, "metric": rep.metric,
-                         "config": _config_text(rep.config), "label": label,
+                         "config": _config_text(rep.config), "label": label, "checkpoint": rep.checkpoint,
                          "higher_is_better": facts.direction(rep.metric), "published": rep.text(),
                          "published_mean": rep.mean, "published_low": p_lo, "published_high": p_hi,
                          "n": n, "diverged": diverged,
@@ -71,23 +73,20 @@ def compare(tidy, reported: tuple[Reported, ...] | list[Reported]):
 
 
 def verdict(rep: Reported, n: int, mean: float, lo: float, hi: float) -> str:
-    """consistent | better | worse | undetermined | no runs (see compare)."""
+    """reproduced | not reproduced: ours higher | not reproduced: ours lower | no runs (see compare)."""
     if n == 0 or not math.isfinite(mean):
         return "no runs"
     if not (math.isfinite(lo) and math.isfinite(hi)):
         lo = hi = mean
     p_lo, p_hi = rep.interval
-    if p_lo == p_hi and lo == hi:
-        return "undetermined"
     if lo <= p_hi and p_lo <= hi:
-        return "consistent"
-    above = lo > p_hi
-    return "better" if above == facts.direction(rep.metric) else "worse"
+        return "reproduced"
+    return "not reproduced: ours higher" if lo > p_hi else "not reproduced: ours lower"
 
 
 def _measured(tidy, rep: Reported) -> list[tuple[str, list[float], int]]:
     """(label, final value per matching finished run, diverged runs among them) for each column label."""
-    df = tidy[(tidy["name"] == rep.metric) & (tidy["kind"] == "final")]
+    df = tidy[(tidy["name"] == rep.metric) & (tidy["kind"] == rep.checkpoint)]
     if "state" in df:
         df = df[df["state"].isin(FINISHED)]
     for key, want in rep.config:
@@ -101,6 +100,7 @@ def _measured(tidy, rep: Reported) -> list[tuple[str, list[float], int]]:
         df = df[[same_value(want, _cfg_value(v)) for v in df[column]]]
     if rep.label:
         df = df[df["label"] == rep.label]
+    _one_configuration(df, rep)
     if df.empty:
         return [(rep.label, [], 0)]
     out = []
@@ -109,6 +109,17 @@ def _measured(tidy, rep: Reported) -> list[tuple[str, list[float], int]]:
         diverged = int((last["state"] == "diverged").sum()) if "state" in last else 0
         out.append((str(label), last["value"].tolist(), diverged))
     return out
+
+
+def _one_configuration(df, rep: Reported) -> None:
+    """A row stands for one configuration: pooling the seeds of several into one cell would compare the
+    paper's number with a mixture, so a row that matches more than one is refused, naming them."""
+    if "config_id" not in df or df["config_id"].nunique() < 2:
+        return
+    names = list(dict.fromkeys(df["config"] if "config" in df else df["config_id"]))
+    raise BenchError(f"published row {rep.row!r} ({rep.metric}, {_config_text(rep.config)}) matches "
+                     f"{len(names)} configurations: {'; '.join(map(str, names))}; add keys to its config "
+                     "so that it names one")
 
 
 def _cfg_value(v: Any) -> Any:
@@ -139,7 +150,9 @@ HEADERS = ["Method", "Metric", "Configuration", "Published", "Ours: mean [95% CI
 
 def _cells(r) -> list[str]:
     arrow = "↑" if r.higher_is_better else "↓"
-    metric = f"{r.metric} {arrow}" + (f" ({r.label})" if r.label else "")
+    notes = [r.label] if r.label else []
+    notes += ["best checkpoint"] if r.checkpoint == "best" else []
+    metric = f"{r.metric} {arrow}" + (f" ({', '.join(notes)})" if notes else "")
     return [r.row, metric, r.config, r.published, r.ours, r.verdict]
 
 
@@ -148,8 +161,10 @@ def _sources(table) -> list[str]:
 
 
 NOTE = ("Published: mean ± spread as printed. Ours: mean over training seeds of the final checkpoint's value "
-        "with a 95% percentile-bootstrap CI. consistent: the two intervals overlap; better / worse: ours lies "
-        "entirely on that side, by the metric's direction.")
+        "(the best checkpoint's where the metric says so, as the paper reports its best) with a 95% "
+        "percentile-bootstrap CI. reproduced: the two intervals overlap; not reproduced: ours lies "
+        "entirely above (higher) or below (lower) the published one. Whether the method is better is the "
+        "grid's own headline, not this table's question.")
 
 
 def to_markdown(table) -> str:
@@ -170,10 +185,15 @@ def to_html(table) -> str:
     for r in table.itertuples(index=False):
         cells = _cells(r)
         out.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells[:-1])
-                   + f'<td class="verdict {e(r.verdict.replace(" ", "-"))}">{e(cells[-1])}</td></tr>')
+                   + f'<td class="verdict {e(_css(r.verdict))}">{e(cells[-1])}</td></tr>')
     out += ["</tbody>", "</table>", f'<p class="note">{e(NOTE)}</p>']
     out += [f'<p class="source">Source: {e(s)}</p>' for s in _sources(table)]
     return "\n".join(out) + "\n"
+
+
+def _css(verdict: str) -> str:
+    """'not reproduced: ours higher' -> 'not-reproduced-ours-higher'."""
+    return "-".join("".join(ch if ch.isalnum() else " " for ch in verdict).split())
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",

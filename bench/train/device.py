@@ -47,8 +47,9 @@ def precision_ran(D: nn.Module, variant, spec, device: torch.device, amp: torch.
     seen: list[torch.dtype] = []
     layers = [m for m in D.modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
     hooks = [m.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype)) for m in layers]
-    x = torch.zeros(2, *spec.shape, device=device)
-    y = torch.zeros(2, dtype=torch.long, device=device) if variant.conditional else None
+    n = 2 * variant.config.pac  # whole packs
+    x = torch.zeros(n, *spec.shape, device=device)
+    y = torch.zeros(n, dtype=torch.long, device=device) if variant.conditional else None
     was_training = D.training
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad(), amp:

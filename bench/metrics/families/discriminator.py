@@ -34,6 +34,9 @@ class Probe(Metric):
 
         if gen.D is None:
             raise BenchError("the probe needs the run's discriminator; run it with bench eval on a run folder")
+        if ctx.variant.config.pac > 1:  # D's first layer takes pac images stacked along channels
+            raise BenchError(f"the probe reads D's features of single images, and this run's D judges packs of "
+                             f"{ctx.variant.config.pac}; probe a run with pac: 1")
         with torch.random.fork_rng(devices=[]):  # the random D's init must not move any RNG stream
             torch.manual_seed(ctx.eval_seed)
             _, random_D = ctx.variant.networks()
