@@ -247,12 +247,14 @@ def _known(mapping: dict, keys: set, at: str) -> None:
 
 def _finite(x: Any, at: str) -> float:
     """A finite number, read as grid keys are read: YAML 1.1 leaves `6e0` a string, float() reads it."""
-    from bench.config.schema import _number
-
-    value = _number(x)
-    if value is None or not math.isfinite(value):
+    try:
+        value = float(x) if isinstance(x, str) and len(x) <= 64 else x
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except (ValueError, OverflowError):  # not a number, or an integer past 1.8e308
+        ok = False
+    if not ok:
         raise BenchError(f"{at} must be a finite number, got {_short(x)}")
-    return value
+    return float(value)
 
 
 def _short(x: Any, limit: int = 40) -> str:
