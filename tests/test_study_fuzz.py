@@ -29,11 +29,6 @@ from test_grid_fuzz import FUZZ, _tree, bench, check_outcome, junk, texts
 SIZE = 8  # every reference set here holds 8 px images
 
 
-def _accepted(code: int, err: str) -> bool:
-    check_outcome(code, err, 0.0, limit=30)
-    return code == 0
-
-
 # ------------------------------------------------------------------ bench score: arrays
 
 

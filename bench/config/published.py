@@ -264,7 +264,7 @@ def _finite(x: Any, at: str) -> float:
     value = as_number(x)
     if value is None or not math.isfinite(value):
         raise BenchError(f"{at} must be a finite number, got {_short(x)}")
-    return value
+    return float(value)
 
 
 def _short(x: Any, limit: int = 40) -> str:

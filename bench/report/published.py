@@ -167,10 +167,9 @@ NOTE = ("Published: mean ± spread as printed. Ours: mean over training seeds of
         "grid's own headline, not this table's question.")
 
 
-def to_markdown(table) -> str:
-    """A Markdown table with the sources cited under it."""
-    from bench.report.model import md_escape as esc  # names come from a grid file: inert text, never markup
-
+def to_markdown(table, esc) -> str:
+    """A Markdown table with the sources cited under it; `esc` makes each cell inert text (the page's
+    md_escape: names come from a grid file and must never render as markup)."""
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join(["---"] * len(HEADERS)) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in _cells(r)) + " |" for r in table.itertuples(index=False)]
     lines += ["", esc(NOTE), ""] + [f"Source: {esc(s)}" for s in _sources(table)]

@@ -60,7 +60,7 @@ def render_markdown(report: Report, out_dir: Path) -> str:
     if report.published is not None:
         from bench.report.published import to_markdown
 
-        lines += ["## Published vs measured", "", to_markdown(report.published), ""]
+        lines += ["## Published vs measured", "", to_markdown(report.published, md_escape), ""]
     for h in report.headlines.values():
         lines += md_headline(h, md_escape)
     if report.warnings:
