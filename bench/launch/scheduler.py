@@ -102,6 +102,9 @@ def execute_unit(paths: list[str], threads: int = 0, device: Optional[str] = Non
 
 
 def _train(runs: list[RunDir], threads: int, device: Optional[str], progress) -> list[str]:
+    from bench.train.timing import Clock
+
+    clock = Clock(len(runs))  # before torch is imported: the import is the runs' start-up too
     from bench.train import loop, packed  # torch is imported in the worker, not by `bench status`
 
     if threads:
@@ -114,9 +117,9 @@ def _train(runs: list[RunDir], threads: int, device: Optional[str], progress) ->
         if device:  # where a run executes is not part of its id (identity.NOT_HASHED)
             configs = [dataclasses.replace(c, loop=dataclasses.replace(c.loop, device=device)) for c in configs]
         if len(runs) == 1:
-            return [loop.train(runs[0], configs[0], progress)]
+            return [loop.train(runs[0], configs[0], progress, clock=clock)]
         try:
-            return loop.train_runs(runs, configs, progress)
+            return loop.train_runs(runs, configs, progress, clock=clock)
         except packed.PackMismatch:  # members resume from different steps: each goes on alone
             return [loop.train(run, config) for run, config in zip(runs, configs)]
     except KeyboardInterrupt:
