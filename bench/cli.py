@@ -62,7 +62,8 @@ def _gpu_list(text: str | None) -> tuple[int, ...]:
 @cli.command()
 @click.argument("grid_file", type=click.Path(dir_okay=False))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a key in every run (repeatable)")
-@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="runs trained at once")
+@click.option("--jobs", default="auto", show_default=True, metavar="N|auto",
+              help="runs trained at once; auto: processes and threads measured for this machine (cached)")
 @click.option("--gpus", default=None, metavar="0,1|all", help="pin runs to these CUDA devices (one stream each)")
 @click.option("--per-gpu", type=click.IntRange(1), default=1, show_default=True, help="runs sharing one GPU")
 @click.option("--backend", type=click.Choice(["local", "dask", "ray"]), default="local", show_default=True,
@@ -82,7 +83,7 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
     """Train every run of GRID_FILE that is not finished yet (killed runs resume)."""
     from bench.store import locks
     from bench.launch import scheduler
-    from bench.launch.backends import Placement, execute
+    from bench.launch.backends import execute
     from bench.store.runs import write_atomic
 
     grid, name, configs, skipped = _grid_and_configs(grid_file, sets, smoke, max_runs)
@@ -95,7 +96,7 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
         rows = read_rows([p.run.path for p in planned], [p.config.flat() for p in planned])
         click.echo(render(rows, f"{name}: {len(planned)} runs (dry run, nothing trained)", grid.text or ""))
         return
-    placement = Placement(jobs, _gpu_list(gpus), per_gpu)
+    placement = _placement(jobs, _gpu_list(gpus), per_gpu)
     write_atomic(results / name / "grid.yaml", grid.text or "")
     damaged = [p for p in planned if p.state == scheduler.DAMAGED]
     for p in damaged:
@@ -115,7 +116,8 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
 
     outcomes: dict[str, str] = {}
     with GridProgress(todo, placement.slots, grid=planned, grid_text=grid.text or "") as progress:
-        units = scheduler.pack_units(todo, pack)
+        cost = scheduler.expected_cost(planned) if placement.slots > 1 else None
+        units = scheduler.pack_units(todo, pack, cost)
         step_progress = progress.steps_for if placement.slots == 1 and backend == "local" else None
         for rid, outcome, seconds in execute(units, backend, placement, retry_failed, address, step_progress):
             outcomes[rid] = outcome
@@ -136,6 +138,24 @@ def run(grid_file, sets, jobs, gpus, per_gpu, backend, address, pack, retry_fail
     if scheduler.DISK_FULL in outcomes.values():
         _exit_disk_full(results, name, [rid for rid, o in outcomes.items() if o == scheduler.DISK_FULL], rerun)
     _exit_if_failed(failed_before + counts.get("failed", 0), rerun, len(damaged) + len(dead))
+
+
+def _placement(jobs: str, gpus: tuple[int, ...], per_gpu: int):
+    """--jobs N, or auto: the layout bench/launch/autojobs.py measured for this machine (GPUs: one stream each)."""
+    from bench.launch.backends import Placement
+
+    if jobs != "auto":
+        if not jobs.isdigit() or int(jobs) < 1:
+            raise BenchError(f"--jobs {jobs!r}: expected a whole number of runs at once (1 or more) or auto")
+        return Placement(int(jobs), gpus, per_gpu)
+    if gpus:
+        return Placement(1, gpus, per_gpu)
+    from bench.datasets.files import cache_root
+    from bench.launch.autojobs import decide
+
+    layout = decide(cache_root())
+    click.echo(f"--jobs auto: {layout.processes} process(es) of {layout.threads} thread(s) ({layout.why})", err=True)
+    return Placement(layout.processes, threads_per_run=layout.threads)
 
 
 def _exit_if_failed(failed: int, rerun: str, unfinished: int = 0) -> None:
