@@ -137,6 +137,13 @@ class EvalContext:
         return load_or_compute_tensor(path, lambda: self.extractor.features(self.reference[0]))
 
     @functools.cached_property
+    def real_fd_statistics(self) -> dict:
+        """The reference's mean and covariance for FD, once per process (every curve point reuses them)."""
+        from bench.metrics.fidelity import fd_statistics
+
+        return fd_statistics(self.real_features)
+
+    @functools.cached_property
     def real_halves(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The reference's features in two disjoint random halves (eval_seed): the real-vs-real ceiling
         of every distance in this space is one half scored against the other (docs/protocols.md §1.5)."""
