@@ -138,10 +138,16 @@ class EvalContext:
 
     @functools.cached_property
     def real_fd_statistics(self) -> dict:
-        """The reference's mean and covariance for FD, once per process (every curve point reuses them)."""
+        """The reference's mean and covariance for FD (float64), cached on disk under derived_key: every
+        curve point of every run reuses them."""
+        import numpy as np
+
         from bench.metrics.fidelity import fd_statistics
 
-        return fd_statistics(self.real_features)
+        path = metrics_cache() / f"{self.derived_key}-real-fd-statistics.pt"
+        saved = load_or_compute_tensor(path, lambda: {k: torch.from_numpy(v) for k, v in
+                                                      fd_statistics(self.real_features).items()})
+        return {k: np.asarray(v.numpy()) for k, v in saved.items()}
 
     @functools.cached_property
     def real_halves(self) -> tuple[torch.Tensor, torch.Tensor]:
