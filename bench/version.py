@@ -21,10 +21,10 @@ PARTS = ("bench/train", "bench/datasets", "bench/metrics", "bench/config", "benc
          "bench/registry.py", "variants")
 
 
-def fingerprint(repo: Path) -> str:
-    """12 hex digits of the sha256 of every Python file under PARTS of `repo`, names included."""
+def fingerprint(repo: Path, parts: tuple[str, ...] = PARTS) -> str:
+    """12 hex digits of the sha256 of every Python file under `parts` of `repo`, names included."""
     h = hashlib.sha256()
-    for part in PARTS:
+    for part in parts:
         path = repo / part
         for file in sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []:
             h.update(file.relative_to(repo).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
@@ -35,3 +35,9 @@ def fingerprint(repo: Path) -> str:
 def harness() -> str:
     """'<package version>+<code fingerprint>', computed once per process."""
     return f"{bench.__version__}+{fingerprint(REPO)}"
+
+
+@functools.cache
+def metrics_code() -> str:
+    """The fingerprint of bench/metrics/ alone: what values cached from the reference depend on."""
+    return fingerprint(REPO, ("bench/metrics",))

@@ -124,12 +124,12 @@ class EvalContext:
     @property
     def derived_key(self) -> str:
         """What a value computed from the reference's features depends on: the reference, the extractor,
-        eval_seed, the thread count (float sums) and the harness code (bench/version.py). Cached under
-        it, a value is the number this process would compute, read instead of recomputed per run."""
-        from bench.version import harness
+        eval_seed, the thread count (float sums), torch and the metric code (bench/version.py). Cached
+        under it, a value is the number this process would compute, read instead of recomputed per run."""
+        from bench.version import metrics_code
 
         return (f"{self.cache_key}-{self.extractor.sha256[:12]}-seed{self.eval_seed}-t{torch.get_num_threads()}-"
-                f"{harness().partition('+')[2]}")
+                f"torch{torch.__version__.split('+')[0]}-{metrics_code()}")
 
     @functools.cached_property
     def real_features(self) -> torch.Tensor:
