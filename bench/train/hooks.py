@@ -69,7 +69,7 @@ class Evaluation(Hook):
         self.evaluator = evaluator
 
     def at_flush(self, f: Flush) -> None:
-        f.records += self.evaluator.at_flush(f.G, f.step)
+        f.records += self.evaluator.at_flush(f.G, f.step) or []
 
     def at_end(self, f: Flush) -> None:
         self.evaluator.final(f.G, f.step)
