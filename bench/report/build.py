@@ -153,7 +153,7 @@ def versions(data: GridData | None = None) -> dict[str, str]:
         harnesses = harness_versions(data.runs)
         if harnesses:
             out["harness (runs)"] = ", ".join(harnesses)
-        split = time_split(run_seconds(data.runs))
+        split = time_split([{"seconds": seconds} for seconds in run_seconds(data.runs)])
         if split:
             out["time (runs)"] = split
     out["python"] = platform.python_version()
