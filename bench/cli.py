@@ -154,7 +154,9 @@ def _placement(jobs: str, gpus: tuple[int, ...], per_gpu: int):
     from bench.launch.autojobs import decide
 
     layout = decide(cache_root())
-    click.echo(f"--jobs auto: {layout.processes} process(es) of {layout.threads} thread(s) ({layout.why})", err=True)
+    if layout.measured:  # an OMP_NUM_THREADS setting keeps the plain layout, and the output as it was
+        click.echo(f"--jobs auto: {layout.processes} process(es) of {layout.threads} thread(s) ({layout.why})",
+                   err=True)
     return Placement(layout.processes, threads_per_run=layout.threads)
 
 

@@ -31,6 +31,7 @@ class Layout:
     processes: int
     threads: int
     why: str
+    measured: bool = True  # False where OMP_NUM_THREADS decided
 
 
 def layouts(cores: int) -> list[tuple[int, int]]:
@@ -51,7 +52,7 @@ def decide(cache: Path, cores: Optional[int] = None, probe=None) -> Layout:
     cores = cores or os.cpu_count() or 1
     omp = os.environ.get("OMP_NUM_THREADS", "")
     if omp.isdigit() and int(omp) > 0:
-        return Layout(1, int(omp), f"OMP_NUM_THREADS={omp} is set; --jobs N trains more at once")
+        return Layout(1, int(omp), f"OMP_NUM_THREADS={omp} is set; --jobs N trains more at once", measured=False)
     path = cache / f"jobs-{socket.gethostname()}-{cores}cores.json"
     try:
         saved = json.loads(path.read_text())
