@@ -86,7 +86,8 @@ def positional_sets(words: tuple[str, ...], sets: tuple[str, ...]) -> tuple[str,
 @click.argument("grid_file", type=click.Path(dir_okay=False))
 @click.argument("words", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a key in every run (repeatable)")
-@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="runs trained at once")
+@click.option("--jobs", default="auto", show_default=True, metavar="N|auto",
+              help="runs trained at once; auto: processes and threads measured for this machine (cached)")
 @click.option("--gpus", default=None, metavar="0,1|all", help="pin runs to these CUDA devices (one stream each)")
 @click.option("--per-gpu", type=click.IntRange(1), default=1, show_default=True, help="runs sharing one GPU")
 @click.option("--backend", type=click.Choice(["local", "dask", "ray"]), default="local", show_default=True,
@@ -107,7 +108,7 @@ def run(grid_file, words, sets, jobs, gpus, per_gpu, backend, address, pack, ret
     file overrides a key in every run, as --set does."""
     from bench.store import locks
     from bench.launch import scheduler
-    from bench.launch.backends import Placement, execute
+    from bench.launch.backends import execute
     from bench.store import overrides
     from bench.store.runs import write_atomic
 
@@ -123,7 +124,7 @@ def run(grid_file, words, sets, jobs, gpus, per_gpu, backend, address, pack, ret
         rows = read_rows([p.run.path for p in planned], [p.config.flat() for p in planned])
         click.echo(render(rows, f"{name}: {len(planned)} runs (dry run, nothing trained)", grid.text or ""))
         return
-    placement = Placement(jobs, gpu_list, per_gpu)
+    placement = _placement(jobs, gpu_list, per_gpu)
     write_atomic(results / name / "grid.yaml", grid.text or "")
     overrides.record(results / name, sets, [p.run.id for p in planned])
     damaged = [p for p in planned if p.state == scheduler.DAMAGED]
@@ -145,7 +146,8 @@ def run(grid_file, words, sets, jobs, gpus, per_gpu, backend, address, pack, ret
 
     outcomes: dict[str, str] = {}
     with GridProgress(todo, placement.slots, grid=planned, grid_text=grid.text or "") as progress:
-        units = scheduler.pack_units(todo, pack)
+        cost = scheduler.expected_cost(planned) if placement.slots > 1 else None
+        units = scheduler.pack_units(todo, pack, cost)
         step_progress = progress.steps_for if placement.slots == 1 and backend == "local" else None
         for rid, outcome, seconds in execute(units, backend, placement, retry_failed, address, step_progress):
             outcomes[rid] = outcome
@@ -185,6 +187,26 @@ def _events_for_finished(planned) -> None:
     if written:
         click.echo(f"log_tensorboard: {written} finished run(s) had no events; wrote them from their records "
                    f"(metrics.jsonl, samples/timeline) into <run>/tensorboard/", err=True)
+
+
+def _placement(jobs: str, gpus: tuple[int, ...], per_gpu: int):
+    """--jobs N, or auto: the layout bench/launch/autojobs.py measured for this machine (GPUs: one stream each)."""
+    from bench.launch.backends import Placement
+
+    if jobs != "auto":
+        if not jobs.isdigit() or int(jobs) < 1:
+            raise BenchError(f"--jobs {jobs!r}: expected a whole number of runs at once (1 or more) or auto")
+        return Placement(int(jobs), gpus, per_gpu)
+    if gpus:
+        return Placement(1, gpus, per_gpu)
+    from bench.datasets.files import cache_root
+    from bench.launch.autojobs import decide
+
+    layout = decide(cache_root())
+    if layout.measured:  # an OMP_NUM_THREADS setting keeps the plain layout, and the output as it was
+        click.echo(f"--jobs auto: {layout.processes} process(es) of {layout.threads} thread(s) ({layout.why})",
+                   err=True)
+    return Placement(layout.processes, threads_per_run=layout.threads)
 
 
 def _exit_if_failed(failed: int, rerun: str, unfinished: int = 0) -> None:

@@ -199,3 +199,19 @@ def test_versions_name_the_cpu_thread_counts_the_runs_trained_with(tmp_path):
         st = json.loads(status.read_text())
         status.write_text(json.dumps({**st, "threads": [1, 2][i % 2]}))
     assert versions(load_grid(grid))["CPU threads per run (runs)"] == "1, 2"
+
+
+def test_versions_show_the_time_split_and_a_grid_of_two_harness_versions_is_flagged(tmp_path):
+    from bench.report.build import versions
+
+    grid = _cells(tmp_path)
+    assert "harness (runs)" not in versions(load_grid(grid)) and "time (runs)" not in versions(load_grid(grid))
+    for i, status in enumerate(sorted(grid.glob("*/status.json"))):
+        st = json.loads(status.read_text())
+        status.write_text(json.dumps({**st, "harness": ["0.1.0+aaaaaaaaaaaa", "0.1.0+bbbbbbbbbbbb"][i % 2],
+                                      "seconds": {"startup": 1.0, "train": 3.0}}))
+    n = len(list(grid.glob("*/status.json")))
+    shown = versions(load_grid(grid))
+    assert shown["harness (runs)"] == "0.1.0+aaaaaaaaaaaa, 0.1.0+bbbbbbbbbbbb"
+    assert shown["time (runs)"].startswith(f"time in runs: {4 * n:.0f} s (startup 25%, train 75%, curve eval 0%")
+    assert any("trained by 2 harness versions" in w for w in compute(load_grid(grid), Options()).warnings)

@@ -113,6 +113,7 @@ DAMAGE = {
     "config.yaml a list": ("config.yaml", b"- variant\n- dataset\n"),
     "status.json step is text": ("status.json", json.dumps({"state": "done", "step": "x"}).encode()),
     "status.json threads is text": ("status.json", json.dumps({"state": "done", "threads": "two"}).encode()),
+    "status.json seconds not phases": ("status.json", json.dumps({"state": "done", "seconds": {"train": -1}}).encode()),
     "status.json unknown state": ("status.json", json.dumps({"state": "exploded"}).encode()),
     "metrics.jsonl random bytes": ("metrics.jsonl", bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8))),
     "metrics.jsonl text that is not records": ("metrics.jsonl", b"hello\nworld\n{\"a\": 1}\n"),

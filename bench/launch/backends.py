@@ -28,6 +28,7 @@ class Placement:
     jobs: int = 1
     gpus: tuple[int, ...] = ()  # CUDA device indices; empty = the run's own `device` key
     per_gpu: int = 1  # runs sharing one GPU
+    threads_per_run: int = 0  # CPU threads of each run (--jobs auto decides it); 0: the cores over the slots
 
     @property
     def slots(self) -> int:
@@ -35,7 +36,7 @@ class Placement:
 
     def threads(self) -> int:
         """CPU threads per run so that the slots do not oversubscribe the cores."""
-        return max(1, (os.cpu_count() or 1) // self.slots)
+        return self.threads_per_run or max(1, (os.cpu_count() or 1) // self.slots)
 
     def device(self, slot: int) -> Optional[str]:
         return f"cuda:{self.gpus[slot % len(self.gpus)]}" if self.gpus else None
@@ -46,7 +47,7 @@ def run_local(units: list[Unit], placement: Placement, retry_failed: bool,
     if placement.slots <= 1:
         for unit in units:
             progress = step_progress(unit) if step_progress else None
-            outcomes = execute_unit(unit, 0, placement.device(0), progress, retry_failed)
+            outcomes = execute_unit(unit, placement.threads_per_run, placement.device(0), progress, retry_failed)
             yield from outcomes
             if _disk_full(outcomes):
                 return

@@ -102,6 +102,9 @@ def execute_unit(paths: list[str], threads: int = 0, device: Optional[str] = Non
 
 
 def _train(runs: list[RunDir], threads: int, device: Optional[str], progress) -> list[str]:
+    from bench.train.timing import Clock
+
+    clock = Clock(len(runs))  # before torch is imported: the import is the runs' start-up too
     from bench.train import loop, packed  # torch is imported in the worker, not by `bench status`
 
     if threads:
@@ -114,9 +117,9 @@ def _train(runs: list[RunDir], threads: int, device: Optional[str], progress) ->
         if device:  # where a run executes is not part of its id (identity.NOT_HASHED)
             configs = [dataclasses.replace(c, loop=dataclasses.replace(c.loop, device=device)) for c in configs]
         if len(runs) == 1:
-            return [loop.train(runs[0], configs[0], progress)]
+            return [loop.train(runs[0], configs[0], progress, clock=clock)]
         try:
-            return loop.train_runs(runs, configs, progress)
+            return loop.train_runs(runs, configs, progress, clock=clock)
         except packed.PackMismatch:  # members resume from different steps: each goes on alone
             return [loop.train(run, config) for run, config in zip(runs, configs)]
     except KeyboardInterrupt:
@@ -235,16 +238,45 @@ def execute_stream(units: list[list[str]], threads: int, device: Optional[str], 
     return out
 
 
-def pack_units(planned: list[PlannedRun], pack: int) -> list[list[str]]:
+def pack_units(planned: list[PlannedRun], pack: int, cost: Optional[dict[str, float]] = None) -> list[list[str]]:
     """Run folders in units of work: up to `pack` runs that differ only in seed share a unit.
 
     Units come in rounds, as the grid orders its runs (docs/grids.md): the first seed (or first
     pack of seeds) of every configuration, then the next, so a half-finished grid already has every
-    configuration once."""
+    configuration once. Given `cost` (run folder -> expected_cost, for several runs at once), each
+    round starts its longest units first, so a long run does not start last and train alone at the end."""
     groups: dict[str, list[str]] = {}
     for p in planned:
-        key = json.dumps({k: v for k, v in p.config.flat().items() if k not in ("seed", "device")},
-                         sort_keys=True, default=str)
-        groups.setdefault(key, []).append(str(p.run.path))
+        groups.setdefault(configuration_key(p), []).append(str(p.run.path))
     rounds = max((len(paths) for paths in groups.values()), default=0)
-    return [paths[i:i + pack] for i in range(0, rounds, pack) for paths in groups.values() if paths[i:i + pack]]
+    out = []
+    for i in range(0, rounds, pack):
+        units = [paths[i:i + pack] for paths in groups.values() if paths[i:i + pack]]
+        if cost:
+            units.sort(key=lambda unit: -sum(cost[path] for path in unit))  # stable: grid order among equals
+        out += units
+    return out
+
+
+def configuration_key(p: PlannedRun) -> str:
+    return json.dumps({k: v for k, v in p.config.flat().items() if k not in ("seed", "device")},
+                      sort_keys=True, default=str)
+
+
+def expected_cost(planned: list[PlannedRun]) -> dict[str, float]:
+    """Each run's expected cost, by run folder: the mean recorded seconds (status.json) of its
+    configuration's finished runs when every configuration has one; otherwise, for all alike, the
+    pixels its updates touch (steps x (d_steps + g_steps) x batch x image size squared)."""
+    groups: dict[str, list[PlannedRun]] = {}
+    for p in planned:
+        groups.setdefault(configuration_key(p), []).append(p)
+    measured, proxy = {}, {}
+    for key, members in groups.items():
+        views = [m.run.inspect() for m in members if m.run.config_file.exists()]
+        done = [sum(v.status["seconds"].values()) for v in views if v.state == "done" and v.status.get("seconds")]
+        measured[key] = sum(done) / len(done) if done else None
+        c = members[0].config.flat()
+        proxy[key] = (c.get("steps", 1) * (c.get("d_steps", 1) + c.get("g_steps", 1)) * c.get("batch_size", 1)
+                      * c.get("image_size", 1) ** 2)
+    use = measured if all(v is not None for v in measured.values()) else proxy
+    return {str(m.run.path): use[key] for key, members in groups.items() for m in members}

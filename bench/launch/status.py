@@ -14,6 +14,7 @@ from typing import Optional
 
 from bench.store.locks import is_stale, read_lock
 from bench.store.runs import DAMAGED, RunDir
+from bench.train.timing import time_split
 
 ORDER = ("running", "stalled", "queued", "damaged", "failed", "diverged", "done")
 
@@ -156,6 +157,9 @@ def render(rows: list[RunRow], title: str, grid_text: str = "") -> str:
         lines.append(f"{row.run_id:12}  {row.state:9}  {row.step:>6}/{row.steps:<6}  {rate}  {describe(row.config)}")
     counts = {s: sum(r.state == s for r in rows) for s in ORDER}
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n) + eta_text(rows))
+    split = time_split([r.status for r in rows])  # bench/train/timing.py: plain Python, no torch
+    if split:
+        lines.append(split)
     for row in rows:
         if row.state == "failed":
             lines.append(f"failed {row.run_id}: {row.status.get('reason', '(no reason recorded)')}")

@@ -122,9 +122,33 @@ class EvalContext:
         path = metrics_cache() / f"{self.cache_key}-domain-v{extractors.FORMAT}.pt"
         return extractors.load_or_fit(path, images, labels, self.domain_source, self.stacked, self.eval_seed)
 
+    @property
+    def derived_key(self) -> str:
+        """What a value computed from the reference's features depends on: the reference, the extractor,
+        eval_seed, the thread count (float sums), torch and the metric code (bench/version.py). Cached
+        under it, a value is the number this process would compute, read instead of recomputed per run."""
+        from bench.version import metrics_code
+
+        return (f"{self.cache_key}-{self.extractor.sha256[:12]}-seed{self.eval_seed}-t{torch.get_num_threads()}-"
+                f"torch{torch.__version__.split('+')[0]}-{metrics_code()}")
+
     @functools.cached_property
     def real_features(self) -> torch.Tensor:
-        return self.extractor.features(self.reference[0])
+        path = metrics_cache() / f"{self.derived_key}-real-features.pt"
+        return load_or_compute_tensor(path, lambda: self.extractor.features(self.reference[0]))
+
+    @functools.cached_property
+    def real_fd_statistics(self) -> dict:
+        """The reference's mean and covariance for FD (float64), cached on disk under derived_key: every
+        curve point of every run reuses them."""
+        import numpy as np
+
+        from bench.metrics.fidelity import fd_statistics
+
+        path = metrics_cache() / f"{self.derived_key}-real-fd-statistics.pt"
+        saved = load_or_compute_tensor(path, lambda: {k: torch.from_numpy(v) for k, v in
+                                                      fd_statistics(self.real_features).items()})
+        return {k: np.asarray(v.numpy()) for k, v in saved.items()}
 
     @functools.cached_property
     def real_halves(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,9 +160,11 @@ class EvalContext:
         return f[order[:half]], f[order[half:2 * half]]
 
     def ceiling(self, name: str, compute) -> dict:
-        """compute(a, b) on the real halves, once per process and metric name."""
+        """compute(a, b) on the real halves, once per reference and metric name: the same for every run
+        (k-NN over two halves of up to 25,000 features each), so cached on disk under derived_key."""
         if name not in self._ceilings:
-            self._ceilings[name] = compute(*self.real_halves)
+            path = metrics_cache() / f"{self.derived_key}-ceiling-{name}.json"
+            self._ceilings[name] = load_or_compute_values(path, lambda: compute(*self.real_halves))
         return self._ceilings[name]
 
     @functools.cached_property
@@ -217,6 +243,34 @@ def load_or_compute_value(path: Path, compute) -> float:
         pass
     value = float(compute())
     save_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps({"value": value})))
+    return value
+
+
+def load_or_compute_values(path: Path, compute) -> dict[str, float]:
+    """A dict of floats cached as JSON; a damaged file is recomputed."""
+    from bench.store.runs import write_atomic
+
+    try:
+        values = json.loads(path.read_text())
+        if isinstance(values, dict) and all(isinstance(v, float) for v in values.values()):
+            return values
+    except (OSError, ValueError):
+        pass
+    values = {k: float(v) for k, v in compute().items()}
+    write_atomic(path, json.dumps(values))
+    return values
+
+
+def load_or_compute_tensor(path: Path, compute) -> torch.Tensor:
+    """A tensor cached with torch.save (read with weights_only); a damaged file is recomputed."""
+    from bench.store.runs import save_atomic
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - missing or damaged: computed again
+        pass
+    value = compute()
+    save_atomic(path, lambda tmp: torch.save(value, tmp))
     return value
 
 

@@ -52,11 +52,20 @@ def kid_subset_size(n1: int, n2: int, cap: int = 1000) -> int:
 
 def fd(fake: torch.Tensor, real: torch.Tensor) -> float:
     """Frechet distance with torch-fidelity's own statistics (float64) and distance functions."""
-    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+    return fd_to(fake, fd_statistics(real))
 
-    stats_fake = fid_features_to_statistics(fake.double().cpu())
-    stats_real = fid_features_to_statistics(real.double().cpu())
-    return fid_statistics_to_metric(stats_fake, stats_real, verbose=False)[KEY_METRIC_FID]
+
+def fd_statistics(features: torch.Tensor) -> dict:
+    """Mean and covariance (float64) of features: the real side's is computed once per run and reused."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+
+    return fid_features_to_statistics(features.double().cpu())
+
+
+def fd_to(fake: torch.Tensor, real_statistics: dict) -> float:
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+
+    return fid_statistics_to_metric(fd_statistics(fake), real_statistics, verbose=False)[KEY_METRIC_FID]
 
 
 def kid(fake: torch.Tensor, real: torch.Tensor, seed: int, subset_size: Optional[int] = None,

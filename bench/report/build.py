@@ -26,6 +26,7 @@ from bench.report.summary import comparison, run_scores
 from bench.report.render_headline import render_headline_tex
 from bench.report.text import csv_frames, render_latex, render_markdown, tex_escape
 from bench.store.runs import save_atomic, write_atomic
+from bench.train.timing import time_split
 
 FORMATS = ("html", "md", "csv", "tex")
 
@@ -118,11 +119,26 @@ def warnings(report: Report) -> list[str]:
             differ = sorted({k for p in protos for k in p if len({str(q.get(k)) for q in protos}) > 1})
             out.append(f"{label or name} ({KIND_TITLE.get(kind, kind)}) was measured under {len(g)} protocols, "
                        f"shown as separate columns; they differ in: {', '.join(differ)}.")
+    harnesses = harness_versions(runs)
+    if len(harnesses) > 1:
+        out.append(f"the runs were trained by {len(harnesses)} harness versions ({', '.join(harnesses)}): "
+                   f"float rounding may differ between them under one run id (versions section).")
     if report.baseline is None and runs["config_id"].nunique() > 1:
         out.append("no baseline configuration: no tests.")
     if cols.empty:
         out.append("no evaluation records in this grid: the tables are empty; loss histories only.")
     return out
+
+
+def harness_versions(runs: pd.DataFrame) -> list[str]:
+    """The harness versions the runs trained with (bench/version.py), as recorded; old runs have none."""
+    return sorted({str(h) for h in runs.get("harness", pd.Series(dtype=object)).dropna()})
+
+
+def run_seconds(runs: pd.DataFrame) -> list[dict]:
+    """Each run's phases and seconds (status.json `seconds`) from the runs table's seconds.* columns."""
+    cols = [c for c in runs.columns if c.startswith("seconds.")]
+    return [{c.partition(".")[2]: float(v) for c, v in row.items() if pd.notna(v)} for row in runs[cols].to_dict("records")]
 
 
 def versions(data: GridData | None = None) -> dict[str, str]:
@@ -139,6 +155,12 @@ def versions(data: GridData | None = None) -> dict[str, str]:
         threads = sorted({int(n) for n in data.runs["threads"].dropna()})  # every runs table has the column
         if threads:  # training's float sums depend on it (docs/protocols.md §12)
             out["CPU threads per run (runs)"] = ", ".join(map(str, threads))
+        harnesses = harness_versions(data.runs)
+        if harnesses:
+            out["harness (runs)"] = ", ".join(harnesses)
+        split = time_split([{"seconds": seconds} for seconds in run_seconds(data.runs)])
+        if split:
+            out["time (runs)"] = split
     out["python"] = platform.python_version()
     for pkg in ("gan-bench", "torch", "torchvision", "torch-fidelity", "numpy", "pandas", "scipy", "matplotlib",
                 "seaborn"):

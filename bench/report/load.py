@@ -312,7 +312,9 @@ def _runs_table(run_dirs: list[Path], configs: list[dict], statuses: list[dict])
         row = {"run_id": run_dir.name, "path": str(run_dir), "state": str(st.get("state", "queued")),
                "reason": str(st.get("reason", "") or ""), "status_step": st.get("step"),
                "threads": st.get("threads"),  # validated by RunDir.status
+               "harness": st.get("harness"),  # the code it trained with (bench/version.py)
                "seed": cfg.get("seed"), "config_id": config_id(cfg), "config": label}
+        row.update({f"seconds.{p}": float(v) for p, v in (st.get("seconds") or {}).items()})
         row.update({f"cfg.{k}": _plain(v) for k, v in cfg.items()})
         rows.append(row)
     runs = pd.DataFrame(rows)

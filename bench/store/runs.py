@@ -234,6 +234,11 @@ class RunDir:
                 raise Damaged(self.status_file, f"'{key}' is {_short(data[key])}, not a time")
         if not isinstance(data.get("reason", ""), str):
             raise Damaged(self.status_file, "'reason' is not text")
+        if not isinstance(data.get("harness", ""), str):
+            raise Damaged(self.status_file, "'harness' is not text")
+        seconds = data.get("seconds", {})
+        if not isinstance(seconds, dict) or not all(_is_number(v) and v >= 0 for v in seconds.values()):
+            raise Damaged(self.status_file, f"'seconds' is {_short(seconds)}, not phases and their seconds")
         return data
 
     def inspect(self, metrics: bool = False) -> "RunView":

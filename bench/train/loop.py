@@ -29,14 +29,16 @@ from bench.store import checkpoint
 
 from bench.train import packed
 
-from bench import registry
+from bench import registry, version
 from bench.config.schema import LoopConfig, RunConfig
 from bench.datasets.core import DeviceData
 from bench.train.device import channels_last_ran, fused_ran, pick_device, precision_ran, seed_everything
 from bench.errors import BenchError
 from bench.metrics.evaluator import Evaluator
 from bench.store.runs import RunDir
+from bench.train import hooks
 from bench.train.samples import SampleWriter
+from bench.train.timing import Clock
 from bench.variant import Batch
 
 Progress = Callable[[int, int], None]  # (steps done, steps total), called at the start and at flushes
@@ -80,25 +82,27 @@ class Training:
     amp: torch.autocast
     start: int
     images_per_step: int  # real images one step draws for D (the real_images_seen record)
-    samples: list[SampleWriter] = field(default_factory=list)
-    evaluators: list[Evaluator] = field(default_factory=list)
-    events: list = field(default_factory=list)  # bench.train.tensorboard.EventLog per run, when log_tensorboard
+    clock: Clock
+    hooks: list[list[hooks.Hook]] = field(default_factory=list)  # per run: its per-flush outputs, in order
+    earlier: list[dict] = field(default_factory=list)  # per run: seconds its earlier processes recorded
 
 
 def train(run: RunDir, config: RunConfig, progress: Optional[Progress] = None, *,
-          data: Optional[DeviceData] = None) -> str:
+          data: Optional[DeviceData] = None, clock: Optional[Clock] = None) -> str:
     """Train (or resume) one run to its last step; returns the final state: done or diverged.
 
     `data` stands in for the config's dataset (bench speed trains on synthetic images)."""
-    return train_runs([run], [config], progress, data=data)[0]
+    return train_runs([run], [config], progress, data=data, clock=clock)[0]
 
 
 def train_runs(runs: list[RunDir], configs: list[RunConfig], progress: Optional[Progress] = None, *,
-               data: Optional[DeviceData] = None, pack_mode: str = "auto") -> list[str]:
+               data: Optional[DeviceData] = None, pack_mode: str = "auto", clock: Optional[Clock] = None) -> list[str]:
     """Train runs whose configs differ only in seed; several are packed into one batched model
-    (bench/train/packed.py) and each still gets its own folder and records. Returns each run's final state."""
+    (bench/train/packed.py) and each still gets its own folder and records. Returns each run's final state.
+
+    `clock` started when the caller began this unit (bench/train/timing.py); a fresh one otherwise."""
     _same_but_seed(configs)
-    t = _setup(runs, configs, data, pack_mode)
+    t = _setup(runs, configs, data, pack_mode, clock or Clock(len(runs)))
     loop = t.loop
     ended: list[Optional[str]] = [None] * len(runs)
     window = Window(loop.log_every, t.device)
@@ -111,9 +115,10 @@ def train_runs(runs: list[RunDir], configs: list[RunConfig], progress: Optional[
         if done % loop.log_every and done != loop.steps:
             continue
         rows = window.rows(done - window_start)  # sync point: the one host copy of the loop
+        t.clock.lap("train")
         _flush(t, rows, window.names, done, time.perf_counter() - t0, ended)
         if all(ended):
-            _close_events(t)
+            _close_hooks(t)
             return list(ended)
         if progress:
             progress(done, loop.steps)
@@ -217,7 +222,8 @@ def record_names(keys: list[tuple[str, str]]) -> list[str]:
 # ---- setup
 
 
-def _setup(runs: list[RunDir], configs: list[RunConfig], data: Optional[DeviceData], pack_mode: str) -> Training:
+def _setup(runs: list[RunDir], configs: list[RunConfig], data: Optional[DeviceData], pack_mode: str,
+           clock: Clock) -> Training:
     """Nets, optimizers, phases and fast paths, resumed from the runs' checkpoints; each run marked running."""
     config = configs[0]
     loop, options = config.loop, config.options
@@ -242,27 +248,49 @@ def _setup(runs: list[RunDir], configs: list[RunConfig], data: Optional[DeviceDa
         G, D, compiled = _compiled(group, phases, loop.batch_size, device, amp) if group.size == 1 \
             else (G, D, "off (a pack runs eager)")
     t = Training(runs=runs, loop=loop, data=data, device=device, group=group, phases=phases, opt_g=opt_g,
-                 opt_d=opt_d, G=G, D=D, amp=amp, start=start, images_per_step=loop.batch_size * options.d_steps)
+                 opt_d=opt_d, G=G, D=D, amp=amp, start=start, images_per_step=loop.batch_size * options.d_steps,
+                 clock=clock)
     paths = {"amp": precision, "compile": compiled, "fused_optim": fused_ran(opt_g, opt_d),
              "channels_last": channels_last_ran(group.G, group.D),
              **({"pack": group.record()} if group.size > 1 else {})}
     _open_runs(t, configs, variant, paths)
-    if loop.log_tensorboard:
-        from bench.train.tensorboard import EventLog
-
-        t.events = [EventLog(run.path) for run in runs]
     return t
 
 
 def _open_runs(t: Training, configs: list[RunConfig], variant, paths: dict) -> None:
-    for run, c in zip(t.runs, configs):
+    for k, (run, c) in enumerate(zip(t.runs, configs)):
         checkpoint.remove_partial_writes(run.path)  # temporary files of writes a kill interrupted
         run.truncate_metrics(t.start)  # records written after the checkpoint by a killed process
-        t.samples.append(SampleWriter(run, variant, t.data, t.device))
-        t.evaluators.append(Evaluator(run, c, variant, t.data, t.device))
+        t.hooks.append(_hooks(t, k, c, variant))
+        t.earlier.append(run.status().get("seconds") or {})
+    t.clock.lap("startup")
+    for k, run in enumerate(t.runs):
         # threads: float sums, and so a run's numbers, depend on the CPU thread count (docs/protocols.md §12)
         run.set_status("running", step=t.start, start_step=t.start, steps=t.loop.steps, started=time.time(),
-                       data=t.data.info, fast_paths=paths, threads=torch.get_num_threads())
+                       data=t.data.info, fast_paths=paths, threads=torch.get_num_threads(),
+                       harness=version.harness(), seconds=_seconds(t, k))
+
+
+def _hooks(t: Training, k: int, config: RunConfig, variant) -> list[hooks.Hook]:
+    """Run k's per-flush outputs, in the order they run (bench/train/hooks.py)."""
+    run = t.runs[k]
+    evaluator = Evaluator(run, config, variant, t.data, t.device)
+    out = [hooks.Samples(SampleWriter(run, variant, t.data, t.device), t.loop, evaluator.steps),
+           hooks.Evaluation(evaluator)]
+    if t.loop.log_tensorboard:
+        from bench.train.tensorboard import EventLog
+
+        out.append(hooks.Events(EventLog(run.path)))
+
+    def save(path, step: int, G: nn.Module, D: nn.Module) -> None:
+        t.group.save(k, path, step=step, G=G, D=D, opt_g=t.opt_g, opt_d=t.opt_d,
+                     extra={"spec": spec_record(t.data.spec)})
+
+    return out + [hooks.Checkpoint(save, t.loop, run.checkpoint_file)]
+
+
+def _seconds(t: Training, k: int) -> dict[str, float]:
+    return t.clock.record(k, t.earlier[k])
 
 
 def _same_but_seed(configs: list[RunConfig]) -> None:
@@ -309,51 +337,52 @@ def _compiled(group: packed.Members, phases, B: int, device: torch.device, amp):
 
 def _flush(t: Training, rows: Tensor, names: list[str], done: int, seconds: float,
            ended: list[Optional[str]]) -> None:
-    """Each run still training gets its window of records, and at their steps samples, a curve
-    evaluation and a checkpoint; a run whose window holds a non-finite value ends as diverged."""
+    """Each run still training gets its window of records, then its hooks (samples, curve evaluation,
+    checkpoint: bench/train/hooks.py); a run whose window holds a non-finite value ends as diverged."""
     for k, run in enumerate(t.runs):
         if ended[k]:
             continue  # a pack trains on; a diverged member's slice is no longer recorded
         mine = rows[:, :, k]
-        n, loop = len(mine), t.loop
+        n = len(mine)
         finite = torch.isfinite(mine).all(dim=1)
         if not finite.all():
             bad_step = done - n + int((~finite).nonzero()[0, 0]) + 1
             run.append_metrics(_records(names, mine[finite], bad_step, seconds, n, t.images_per_step))
+            t.clock.lap("records", k)
             run.set_status("diverged", step=bad_step, finished=time.time(),
-                           reason=f"non-finite loss at step {bad_step}")
+                           reason=f"non-finite loss at step {bad_step}", seconds=_seconds(t, k))
             ended[k] = "diverged"
+            t.clock.active.remove(k)
             continue
-        records = _records(names, mine, done, seconds, n, t.images_per_step)
-        run.append_metrics(records)
-        G_k, D_k = t.group.nets(k)
-        if loop.sample_every and done % loop.sample_every == 0 and done != loop.steps:
-            t.samples[k].write(G_k, done)
-        strip = t.samples[k].timeline(G_k, done) if done in t.evaluators[k].steps else None  # fixed latents
-        curve = t.evaluators[k].at_flush(G_k, done)
-        if t.events:
-            t.events[k].write(records + (curve or []), strip, done)
-        if done % loop.ckpt_every == 0 or done == loop.steps:
-            t.group.save(k, run.checkpoint_file, step=done, G=G_k, D=D_k, opt_g=t.opt_g, opt_d=t.opt_d,
-                         extra={"spec": spec_record(t.data.spec)})
-        run.set_status("running", step=done)
+        f = hooks.Flush(done, *t.group.nets(k), records=_records(names, mine, done, seconds, n, t.images_per_step))
+        run.append_metrics(f.records)
+        _run_hooks(t, k, f, "at_flush")
+        run.set_status("running", step=done, seconds=_seconds(t, k))
+        t.clock.lap("records", k)
 
 
-def _close_events(t: Training) -> None:
-    for events in t.events:
-        events.close()
+def _run_hooks(t: Training, k: int, f: hooks.Flush, when: str) -> None:
+    t.clock.lap("records", k)
+    for hook in t.hooks[k]:
+        getattr(hook, when)(f)
+        t.clock.lap(hook.phase if when == "at_flush" else hook.end_phase, k)
+
+
+def _close_hooks(t: Training) -> None:
+    for run_hooks in t.hooks:
+        for hook in run_hooks:
+            hook.close()
 
 
 def _finish(t: Training, ended: list[Optional[str]]) -> None:
-    """The final sample grid, the full evaluation protocol and "done", for each run that did not diverge."""
+    """Each hook's end (the final sample grid, the full evaluation protocol) and "done", for each run
+    that did not diverge."""
     for k, run in enumerate(t.runs):
         if not ended[k]:
-            G_k, _ = t.group.nets(k)
-            t.samples[k].write(G_k, t.loop.steps)
-            t.evaluators[k].final(G_k, t.loop.steps)
-            run.set_status("done", step=t.loop.steps, finished=time.time())
+            _run_hooks(t, k, hooks.Flush(t.loop.steps, *t.group.nets(k)), "at_end")
+            run.set_status("done", step=t.loop.steps, finished=time.time(), seconds=_seconds(t, k))
             ended[k] = "done"
-    _close_events(t)
+    _close_hooks(t)
 
 
 def spec_record(spec) -> dict:

@@ -44,8 +44,8 @@ class FD(DomainFeatures):
     def compute(self, ctx, gen, stage, n):
         real = ctx.real_features
         ceiling = ctx.ceiling("fd", lambda a, b: {"fd": fidelity.fd(a, b)})
-        return self.values(ctx, stage, n, self.real({"fd": fidelity.fd(gen.features(n), real)}, ceiling),
-                           self.base(ctx, n, len(real)))
+        score = fidelity.fd_to(gen.features(n), ctx.real_fd_statistics)
+        return self.values(ctx, stage, n, self.real({"fd": score}, ceiling), self.base(ctx, n, len(real)))
 
 
 @registry.metrics.register("kid")
