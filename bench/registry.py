@@ -63,7 +63,7 @@ class Registry:
         return self._entries[self.candidates(name)[0]]
 
     def aliases(self) -> dict[str, tuple[str, ...]]:
-        self.load_plugins()
+        """Declared in this module, so listing them loads no plugin (`bench eval --help` stays free of torch)."""
         return dict(self._aliases)
 
     def names(self) -> list[str]:
@@ -80,7 +80,7 @@ class Registry:
 
 variants = Registry("variant", "variants")
 datasets = Registry("dataset", "bench.datasets.registered")
-metrics = Registry("metric", "bench.metrics.suite")
+metrics = Registry("metric", "bench.metrics.families")
 # torch-fidelity's names: FID is `fd` on built-in data (domain features), `inception` on natural images.
 metrics.alias("fid", "fd", "inception")
 metrics.alias("isc", "inception")

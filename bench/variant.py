@@ -48,7 +48,6 @@ class Variant(ABC):
     conditional = False  # True when G and D take class labels
     data_kinds: tuple[str, ...] = ("images",)  # which DataSpec kinds build() handles: images, points
     name = "variant"  # set by the registry
-    fused_optim = False  # set by the loop (LoopConfig.fused_optim, CUDA only): Adam with fused kernels
 
     def __init__(self, config: GANConfig, spec: DataSpec):
         self.config = config
@@ -80,9 +79,11 @@ class Variant(ABC):
     def g_loss(self, G: nn.Module, D: nn.Module, batch: Batch, z: Tensor) -> tuple[Tensor, Stats]:
         """G's loss; batch supplies labels for conditional variants."""
 
-    def optimizers(self, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    def optimizers(self, G: nn.Module, D: nn.Module,
+                   fused: bool = False) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        """fused: Adam with fused kernels (the loop passes LoopConfig.fused_optim on CUDA)."""
         c = self.config
-        fast = {"fused": True} if self.fused_optim else {}
+        fast = {"fused": True} if fused else {}
         return (
             torch.optim.Adam(G.parameters(), lr=c.lr_g, betas=c.betas, **fast),
             torch.optim.Adam(D.parameters(), lr=c.lr_d, betas=c.betas, **fast),

@@ -1,4 +1,4 @@
-"""The stacked-MNIST judge: a small CNN fitted by bench/train/loop.py's fit_classifier on the pool's distinct
+"""The stacked-MNIST judge: a small CNN fitted by bench/train/classifier.py's fit_classifier on the pool's distinct
 digits, cached as tensors and reloaded instead of refitted; MNIST-based stacks declare it, scikit-learn's
 8 x 8 stacks keep the SVC. The slow test holds the real judge to the 0.98 floor on the 5,000 offline digits."""
 
@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from bench import registry
-from bench.errors import BenchError
 from bench.metrics import cnn_judge
 
 
@@ -31,7 +30,7 @@ def small(monkeypatch):
 
 
 def test_fit_classifier_learns_a_separable_problem_from_a_fixed_seed(small):
-    from bench.train.loop import fit_classifier
+    from bench.train.classifier import fit_classifier
 
     x, y = _bars(600)
     xf = cnn_judge.prepare(x)
@@ -46,19 +45,18 @@ def test_judge_is_cached_as_tensors_and_reloaded_not_refitted(tmp_path, monkeypa
     monkeypatch.setattr(cnn_judge, "STEPS", 60)
     channels, digits = _bars(500)
     path = tmp_path / cnn_judge.cache_name(channels, digits, 0)
-    from bench.train.loop import fit_classifier
-
-    judge = cnn_judge.CNNJudge.load_or_fit(path, channels, digits, 0, fit_classifier)
+    judge = cnn_judge.CNNJudge.load_or_fit(path, channels, digits, 0)
     assert judge.heldout_accuracy > 0.95 and path.is_file()
     stacks = torch.cat([channels[:30], channels[30:60], channels[60:90]], dim=1)  # 30 stacks of 3 digits
     assert judge.predict(stacks).tolist() == torch.stack([digits[:30], digits[30:60], digits[60:90]], 1).tolist()
 
-    again = cnn_judge.CNNJudge.load_or_fit(path, channels, digits, 0, lambda *a, **k: pytest.fail("refitted"))
+    from bench.train import classifier
+
+    monkeypatch.setattr(classifier, "fit_classifier", lambda *a, **k: pytest.fail("refitted"))
+    again = cnn_judge.CNNJudge.load_or_fit(path, channels, digits, 0)
     assert again.record() == judge.record() and again.record()["judge"].startswith("cnn@")
     assert torch.load(path, weights_only=True)["n_fit"] == 350
     assert cnn_judge.cache_name(channels, digits, 1) != path.name  # another seed, another judge
-    with pytest.raises(BenchError, match="not cached and this command cannot fit it"):
-        cnn_judge.CNNJudge.load_or_fit(tmp_path / "absent.pt", channels, digits, 0)
 
 
 def test_mnist_stacks_declare_the_cnn_and_sklearn_stacks_keep_the_svc():
@@ -78,8 +76,6 @@ def test_cnn_judge_reaches_the_floor_on_the_offline_mnist_digits(tmp_path, monke
     data = registry.datasets.get("stacked_mnist5k").load(config.data, 32, torch.device("cpu"))
     channels, digits = extractors.distinct_channels(data.images, extractors.digits_of_modes(data.labels))
     assert len(channels) == 5000
-    from bench.train.loop import fit_classifier
-
-    judge = cnn_judge.CNNJudge.load_or_fit(tmp_path / "judge.pt", channels, digits, 2020, fit_classifier)
+    judge = cnn_judge.CNNJudge.load_or_fit(tmp_path / "judge.pt", channels, digits, 2020)
     assert judge.heldout_accuracy >= extractors.JUDGE_MIN_ACCURACY
     judge.check()

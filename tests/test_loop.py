@@ -209,7 +209,7 @@ class Defiant(MLPGAN):
         G, D = super().build()
         return G, _Float32D(D)
 
-    def optimizers(self, G, D):
+    def optimizers(self, G, D, fused=False):
         return (torch.optim.Adam(G.parameters(), lr=1e-3, fused=True),
                 torch.optim.Adam(D.parameters(), lr=1e-3, fused=True))
 

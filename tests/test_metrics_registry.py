@@ -6,7 +6,9 @@ it is registered, and one that applies to no offline case fails here until a cas
 The generator is a stand-in that returns real examples (of the requested class for conditional runs),
 so every number is one a well-trained run could produce; the collapsed one returns one real example.
 Metrics that need downloaded weights (Inception, VGG16) are checked on their offline path: a one-line
-reason when asked for by name, NaN values that say why in the default final protocol.
+reason when asked for by name, NaN values that say why in the default final protocol; the determinism and
+collapse tests skip them visibly and run them again on a small fixed random network standing in for both
+backbones (no file, no download).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from bench import registry
 from bench.config.schema import resolve
 from bench.datasets.base import FileDataset
 from bench.errors import BenchError
-from bench.metrics import fidelity
+from bench.metrics import facts, fidelity
 from bench.metrics.context import FEATURE_FAMILIES, EvalContext, feature_family
 from bench.metrics.records import record
 from bench.metrics.suite import FINAL, run_protocol
@@ -166,14 +168,16 @@ def test_metric_writes_what_it_declares_with_its_protocol(cases, measured, name)
         assert "\n" not in str(measured(name)) and "weights not found" in str(measured(name))
         declared = metric.outputs(ctx, FINAL, n)
         values = [v for v in run_protocol(ctx, RealData(ctx.data), FINAL, n=n) if v.name in declared]
-        assert [v.label for v in values] == [label for label, _ in declared.values()]
+        assert [v.label for v in values] == list(declared.values())
         assert all(math.isnan(v.value) and "weights not found" in v.params["skipped"] for v in values)
         return
     for stage in metric.stages:
         values = measured(name, stage)
         declared = metric.outputs(ctx, stage, n)
         assert [v.name for v in values] == list(declared)
-        assert [(v.label, v.higher_is_better) for v in values] == list(declared.values())
+        assert [v.label for v in values] == list(declared.values())
+        assert set(declared) <= set(facts.METRICS[name].writes)  # every value it writes is declared with it
+        assert [v.higher_is_better for v in values] == [facts.VALUES[v.name].higher for v in values]
         for v in values:
             assert isinstance(v.value, float) and math.isfinite(v.value), (v.name, v.value)
             r = record(v, step=1, kind=stage, checkpoint="final", protocol=ctx.protocol())
@@ -187,23 +191,88 @@ def test_metric_writes_what_it_declares_with_its_protocol(cases, measured, name)
 def test_metric_repeats_itself_and_leaves_the_training_rng_alone(cases, measured, name):
     ctx, D = cases(name)
     if isinstance(measured(name), fidelity.MissingWeights):
-        return  # nothing is computed offline; the test above checks the reason it gives
+        pytest.skip("needs downloaded weights: run on the stand-in backbone below")
+    _repeats(ctx, D, name, measured(name))
+
+
+def _repeats(ctx, D, name, first):
     before = torch.get_rng_state(), np.random.get_state()[1].copy()
     again = compute(ctx, D, name)
     assert torch.equal(torch.get_rng_state(), before[0]) and np.array_equal(np.random.get_state()[1], before[1])
-    assert [(v.name, v.value, v.std) for v in again] == [(v.name, v.value, v.std) for v in measured(name)]
+    assert [(v.name, v.value, v.std) for v in again] == [(v.name, v.value, v.std) for v in first]
+    assert all(math.isfinite(v.value) for v in first), [(v.name, v.value) for v in first]
 
 
 @pytest.mark.parametrize("name", sorted(set(registry.metrics.names()) - READS_NO_SAMPLES))
 def test_metric_tells_real_data_from_a_collapsed_generator(measured, name):
     if isinstance(measured(name), fidelity.MissingWeights):
-        return
-    real = {v.name: v for v in measured(name)}
-    collapsed = {v.name: v for v in measured(name, collapsed=True)}
+        pytest.skip("needs downloaded weights: run on the stand-in backbone below")
+    _tells_collapse(measured(name), measured(name, collapsed=True))
+
+
+def _tells_collapse(real, collapsed):
+    real = {v.name: v for v in real}
+    collapsed = {v.name: v for v in collapsed}
     # Not every value must: precision and density of one real example repeated are high by design.
     better = [k for k, v in real.items()
               if (v.value > collapsed[k].value if v.higher_is_better else v.value < collapsed[k].value)]
     assert better, {k: (v.value, collapsed[k].value) for k, v in real.items()}
+
+
+class StandIn(nn.Module):
+    """A fixed random conv net mapping uint8 images to 64 features: Inception and VGG16 both, offline."""
+
+    def __init__(self):
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.net = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+
+    @torch.no_grad()
+    def forward(self, images):
+        return self.net(images.float().cpu() / 255)
+
+
+@pytest.fixture
+def stand_in(monkeypatch, tmp_path):
+    """bench.metrics.fidelity's backbone calls answered by StandIn, with the harness's own FD, KID and
+    precision/recall on its features; the metrics' own code (weights lookup, caching, protocol) runs."""
+    net, weights = StandIn(), tmp_path / "stand-in.pth"
+    weights.write_bytes(b"stand-in weights")
+
+    def features(images, path, device, batch=64):
+        return net(images)
+
+    def drawn(gen, n):
+        return net(gen(torch.zeros(n, gen.z_size)))
+
+    def inception_scores(gen, n_gen, reference, cache_name, path, device, seed, isc, cache_root):
+        fake, real = drawn(gen, n_gen), net(reference)
+        kid_mean, kid_std, size = fidelity.kid(fake, real, seed)
+        p = fake.softmax(1)
+        score = float(torch.exp((p * (p.log() - p.mean(0, keepdim=True).log())).sum(1).mean()))
+        return {"frechet_inception_distance": fidelity.fd(fake, real), "kernel_inception_distance_mean": kid_mean,
+                "kernel_inception_distance_std": kid_std, "inception_score_mean": score, "inception_score_std": 0.0,
+                "kid_subset_size": size}
+
+    def vgg_prc(gen, n_gen, reference, cache_name, path, device, seed, cache_root):
+        return fidelity.prc(drawn(gen, n_gen), net(reference))
+
+    for name, value in [("inception_weights", lambda w: weights), ("vgg16_weights", lambda w: weights),
+                        ("inception_features", features), ("vgg_features", features),
+                        ("inception_scores", inception_scores), ("vgg_prc", vgg_prc)]:
+        monkeypatch.setattr(fidelity, name, value)
+
+
+@pytest.mark.parametrize("name", sorted(set(registry.metrics.names()) - READS_NO_SAMPLES))
+def test_weight_needing_metric_repeats_and_tells_collapse_on_a_stand_in_backbone(cases, measured, stand_in, name):
+    if not isinstance(measured(name), fidelity.MissingWeights):
+        pytest.skip("needs no downloaded weights: tested on its real extractor above")
+    ctx, D = cases(name)
+    first = compute(ctx, D, name)
+    assert first and not any("skipped" in v.params for v in first)  # it ran, on the stand-in
+    _repeats(ctx, D, name, first)
+    _tells_collapse(first, compute(ctx, D, name, collapsed=True))
 
 
 @pytest.mark.parametrize("name", ["fd", "kid", "prc", "density_coverage"])

@@ -132,10 +132,15 @@ def test_solo_and_pack_are_the_members_the_loop_is_typed_against():
     solo = packed.members(variant, data, [3], torch.device("cpu"))
     pack = packed.members(variant, data, [3, 4], torch.device("cpu"))
     assert isinstance(solo, packed.Solo) and isinstance(pack, packed.Pack)
-    for group in (solo, pack):
-        assert isinstance(group, packed.Members)
-        assert isinstance(group.model, packed.Trainable) and isinstance(group.source, packed.Source)
     assert solo.model is variant and isinstance(solo.source, DeviceData)  # one run: no stand-ins
     assert isinstance(pack.model, packed.PackedVariant) and isinstance(pack.source, packed.PackedData)
-    x, _ = pack.source.sample(2)
-    assert x.shape[:2] == (2, 2) and pack.model.sample_z(2, torch.device("cpu")).shape[:2] == (2, 2)
+    # What the loop calls, by what it returns: batches and latents with a member axis for a pack, and
+    # optimizers over exactly the group's parameters.
+    for group, lead in ((solo, ()), (pack, (2,))):
+        x, _ = group.source.sample(4)
+        z = group.model.sample_z(4, torch.device("cpu"))
+        assert x.shape == (*lead, 4, *data.spec.shape) and z.shape == (*lead, 4, variant.config.z_dim)
+        opt_g, opt_d = group.model.optimizers(group.G, group.D)
+        for opt, net in ((opt_g, group.G), (opt_d, group.D)):
+            assert [id(p) for g in opt.param_groups for p in g["params"]] == [id(p) for p in net.parameters()]
+    assert not torch.equal(x[0], x[1]) and not torch.equal(z[0], z[1])  # each member draws from its own seed

@@ -107,8 +107,9 @@ path, start, plan = Path(sys.argv[1]), float(sys.argv[2]), [float(t) for t in sy
 read, seen = locks.read_lock, []
 
 def read_then_wait(p):
-    # The n-th read of a lock file (the stale claim, then what a take-over moved aside) returns its
-    # content, then waits until start + plan[n]: the racers' order between two file operations.
+    # The n-th read of a lock file (the stale claim, then the claim a take-over re-reads under its
+    # guard before deleting it) returns its content, then waits until start + plan[n]: the racers'
+    # order between two file operations.
     info = read(p)
     seen.append(info)
     if len(seen) <= len(plan):
@@ -144,7 +145,8 @@ def race(tmp_path, plans: list[str]) -> list[dict]:
 @pytest.mark.parametrize("plans", [["0.1", "0.1"], ["0.1", "0.5"]], ids=["at-once", "one-after-the-other"])
 def test_of_two_processes_taking_over_one_stale_lock_exactly_one_wins(tmp_path, plans):
     """Both have read the stale claim; they move at once, or the second after the first has its fresh
-    claim (where a take-over that deleted instead of moving aside would let both win)."""
+    claim (where a take-over that deleted whatever lock.json held, without re-reading it under the
+    guard file, would delete the winner's fresh claim and let both win)."""
     outcomes = race(tmp_path, plans)
     winners = [o["token"] for o in outcomes if o["won"]]
     assert len(winners) == 1, outcomes

@@ -107,7 +107,7 @@ def test_named_bundle_values_label_rows_legends_and_sentences(tmp_path):
     assert set(report.table["config"]) == {"off", "one_sided", "two_sided"}
     pinned = _report(grid, baseline=("labels=one_sided",))
     assert next(iter(pinned.headlines.values())).baseline == "one_sided"
-    assert h.ceiling == ["8 (all)", "–", "–"] and h.family == "2-D mixture"
+    assert h.ceiling == ["8 (all)", "–", "–"] and h.family == "points" and h.family_title == "2-D mixture"
 
 
 def test_holm_family_is_the_headline_metrics(tmp_path):

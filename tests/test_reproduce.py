@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from bench.config import published
+from bench.metrics import facts
 
 from bench import registry
 from bench.report import published as measured
@@ -65,7 +66,7 @@ def test_preset_states_its_source_and_dry_runs(bench_cli, preset, tmp_path):
     assert grid.published, "a reproduction preset carries the paper's numbers"
     for value in grid.published:
         assert value.source.paper and 1950 <= value.source.year <= 2100 and value.source.where
-        assert math.isfinite(value.mean) and value.metric in published.DIRECTION
+        assert math.isfinite(value.mean) and value.metric in facts.VALUES
         assert value.spread is None or value.kind in ("std", "sem", "range")
     extra = []
     if grid.base.get("dataset") == "cifar10":
@@ -313,8 +314,10 @@ def test_mixture_info_records_radius_or_spacing_beside_std():
     grid = _load("grid25", 0, spacing=1.5)
     assert grid.info["spacing"] == 1.5 and grid.info["std"] == 0.05
     assert sorted(set(grid.centres[:, 0].tolist())) == [-3.0, -1.5, 0.0, 1.5, 3.0]
-    # Defaults keep the data (and their fingerprint) what they were before the options existed.
-    assert ring.info["fingerprint"] == _load("ring8", 0, radius=1.0, std=0.01).info["fingerprint"]
+    # Defaults keep the data (and their fingerprint) what they were before the options existed: the values
+    # below are what ring8 and grid25 loaded at commit 30e3b83~1, the last one without radius/spacing/std.
+    assert ring.info["fingerprint"] == "d6b635537330bbc20f66681c43546e9ca413a17edcef6443372f4f10cb463256"
+    assert _load("grid25", 0).info["fingerprint"] == "750efec751e65eda14011985a6798cb92e567bb17ab9eda595cec152cc6416cb"
 
 
 def test_hq_rule_uses_the_datasets_own_std():

@@ -128,17 +128,25 @@ def test_loss_figure_draws_grad_norms_under_the_losses(tmp_path):
 
     from bench.report import figures
 
-    rows = [{"config": c, "run_id": "r" + c, "step": s, "name": n, "value": v}
-            for c in ("a", "b") for s in (100, 200, 300)
-            for n, v in (("loss_d", 0.5), ("loss_g", 1.0), ("grad_norm_d", 2.0), ("grad_norm_g", 0.5 / s))]
-    marks = pd.DataFrame({"config": ["a"], "run_id": ["ra"], "collapse_onset": [200], "diverged_at": [None]})
-    with_grads = figures.loss_figure(tmp_path / "f1", pd.DataFrame(rows), marks)
-    without = figures.loss_figure(tmp_path / "f2", pd.DataFrame([r for r in rows if r["name"].startswith("loss")]),
-                                  marks)
+    import numpy as np
     from PIL import Image
 
+    def rows(g_of_step):
+        return pd.DataFrame([{"config": c, "run_id": "r" + c, "step": s, "name": n, "value": v}
+                             for c in ("a", "b") for s in (100, 200, 300)
+                             for n, v in (("loss_d", 0.5), ("loss_g", 1.0), ("grad_norm_d", 2.0),
+                                          ("grad_norm_g", g_of_step(s)))])
+
+    marks = pd.DataFrame({"config": ["a"], "run_id": ["ra"], "collapse_onset": [200], "diverged_at": [None]})
+    falling = rows(lambda s: 0.5 / s)
+    with_grads = figures.loss_figure(tmp_path / "f1", falling, marks)
+    without = figures.loss_figure(tmp_path / "f2", falling[falling["name"].str.startswith("loss")], marks)
+    other = figures.loss_figure(tmp_path / "f3", rows(lambda s: 1e-3 * s), marks)
     h1, h2 = Image.open(with_grads).size[1], Image.open(without).size[1]
     assert h1 == 2 * h2  # a row of gradient panels under each row of loss panels
+    # Other gradient norms change the lower row only: the gradient panels draw grad_norm_*, the losses stay.
+    a, b = (np.asarray(Image.open(p).convert("L"), dtype=np.int16) for p in (with_grads, other))
+    assert np.array_equal(a[: h1 // 2 - 10], b[: h1 // 2 - 10]) and np.abs(a[h1 // 2:] - b[h1 // 2:]).sum() > 0
 
 
 def test_timeline_strips_at_every_curve_evaluation_and_the_report_draws_them(tmp_path):

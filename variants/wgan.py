@@ -55,10 +55,10 @@ class WGAN(Variant):
         dcgan_init(D)
         return G, D
 
-    def optimizers(self, G: nn.Module, D: nn.Module):
+    def optimizers(self, G: nn.Module, D: nn.Module, fused: bool = False):
         c = self.config
         if c.optimizer == "adam":
-            return super().optimizers(G, D)
+            return super().optimizers(G, D, fused)
         return torch.optim.RMSprop(G.parameters(), lr=c.lr_g), torch.optim.RMSprop(D.parameters(), lr=c.lr_d)
 
     def penalty(self, D: nn.Module, real: Tensor, fake: Tensor, y: Optional[Tensor]) -> tuple[Tensor, Stats]:

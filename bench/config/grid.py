@@ -18,8 +18,9 @@ from typing import Any
 
 from bench import registry
 from bench.config.checks import clip, short
-from bench.config.schema import (DATA_PREFIX, GridFile, Incompatible, LoopConfig, RunConfig, UnknownKey, _fields as fields,
-                          _seeds, check_key, flatten_data_keys, registered, resolve, shrink_for_smoke, split_scope)
+from bench.config.schema import (DATA_PREFIX, GridFile, Incompatible, LoopConfig, RunConfig, UnknownKey, check_key,
+                                 flatten_data_keys, parse_seeds, registered, resolve, shrink_for_smoke, split_scope)
+from bench.config.schema import config_fields as fields
 from bench.errors import BenchError
 from bench.config.identity import DATA_IDENTITY
 
@@ -37,10 +38,10 @@ def with_overrides(grid: GridFile, overrides: dict[str, Any] | None = None) -> t
     if "seeds" in overrides and "seed" in overrides:
         raise BenchError("--set seeds and --set seed: give one (seeds=N runs seeds 0..N-1, seed=N one seed)")
     if "seeds" in overrides:
-        seeds = _seeds(overrides.pop("seeds"), "--set seeds")
+        seeds = parse_seeds(overrides.pop("seeds"), "--set seeds")
     elif "seed" in overrides:
         value = overrides.pop("seed")  # one value is checked by resolve, as a run's 'seed' key
-        seeds = _seeds(value, "--set seed") if isinstance(value, list) else (value,)
+        seeds = parse_seeds(value, "--set seed") if isinstance(value, list) else (value,)
     for key in list(overrides):
         value, bundle = overrides[key], key in axes and any(isinstance(v, dict) for v in axes[key])
         if isinstance(value, list) and (key in axes or not _takes_list(key) or all(isinstance(v, list) for v in value)):

@@ -31,14 +31,10 @@ from typing import Any, Optional
 import yaml
 
 from bench.errors import BenchError
+from bench.metrics import facts
 
 SPREAD_KINDS = ("std", "sem", "range", "none")  # none: the table prints a mean only
 UNITS = {"": 1.0, "%": 0.01}  # printed unit -> factor to the harness's unit
-# Harness value names a published table can name, and whether higher is better (bench/metrics).
-DIRECTION = {"modes_covered": True, "hq_fraction": True, "kl_modes": False, "jsd_modes": False,
-             "fid": False, "kid": False, "fd": False, "isc": True, "precision": True, "recall": True,
-             "f_score": True, "density": True, "coverage": True, "accuracy": True, "msssim_gap": False,
-             "ndb_over_k": False, "ndb_jsd": False}
 BLOCK_KEYS = {"source", "spread", "values"}
 SOURCE_KEYS = {"paper", "authors", "year", "venue", "table", "figure", "url", "note", "checked"}
 VALUE_KEYS = {"row", "metric", "config", "mean", "spread", "kind", "runs", "unit", "label", "note"}
@@ -173,9 +169,9 @@ def _value(v: Any, source: Source, default: dict, at: str) -> Reported:
         raise BenchError(f"{at} must be a mapping with row, metric, config, mean and spread")
     _known(v, VALUE_KEYS, at)
     metric = v.get("metric")
-    if metric not in DIRECTION:
+    if metric not in facts.VALUES:
         raise BenchError(f"{at}.metric {_short(metric)} is not a harness metric with a known direction; "
-                         f"valid: {', '.join(sorted(DIRECTION))}")
+                         f"valid: {', '.join(sorted(facts.VALUES))}")
     row = v.get("row", "")
     if not isinstance(row, str) or not row.strip():
         raise BenchError(f"{at}.row must name the method as the paper's table prints it")

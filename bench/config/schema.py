@@ -40,7 +40,7 @@ class LoopConfig:
     seed: int = ranged(0, SEED)
     steps: int = ranged(2000, STEPS)  # loop steps; each does d_steps D updates then g_steps G updates
     batch_size: int = ranged(64, Range(1, 2**16))
-    image_size: int = ranged(32, Range(8, 128))  # side in pixels for image datasets (16, 32 or 64); unused for points
+    image_size: int = ranged(32, Range(8, 128))  # side in pixels for image datasets (one of IMAGE_SIZES); unused for points
     # steps per loss flush, the one host sync of the loop; the loop buffers this many rows on the device
     log_every: int = ranged(100, Range(1, 10**5))
     ckpt_every: int = ranged(500, STEPS)  # steps per checkpoint; a multiple of log_every
@@ -150,11 +150,11 @@ def check_key(key: str, value: Any, variant: Any, dataset: Any, where: str) -> t
     (section, field name, the value converted to the field's type and checked against its range)."""
     if key.startswith(DATA_PREFIX):
         name, cls, section = key[len(DATA_PREFIX):], dataset.Options, "data"
-    elif key in _fields(LoopConfig):
+    elif key in config_fields(LoopConfig):
         name, cls, section = key, LoopConfig, "loop"
     else:
         name, cls, section = key, variant.Config, "options"
-    fields = _fields(cls)
+    fields = config_fields(cls)
     if name not in fields:
         raise UnknownKey(_unknown_key(key, variant, dataset, where))
     return section, name, check_type(value, fields[name], key, where, field_range(cls, name))
@@ -164,12 +164,12 @@ def _unknown_key(key: str, variant: Any, dataset: Any, where: str) -> str:
     """Lists the valid keys of the key's own kind and names the nearest key of any kind. The loop
     keys, the same for every run, are left to the README: with them the line would pass 300 characters."""
     if key.startswith(DATA_PREFIX):
-        valid = sorted(DATA_PREFIX + k for k in _fields(dataset.Options))
+        valid = sorted(DATA_PREFIX + k for k in config_fields(dataset.Options))
         head = f"dataset '{dataset.name}' has no key {short(key, 32)}; valid keys: {', '.join(valid)}"
     else:
-        valid = sorted(_fields(variant.Config))
+        valid = sorted(config_fields(variant.Config))
         head = f"variant '{variant.name}' has no key {short(key, 32)}; valid keys: {', '.join(valid)}"
-    near = difflib.get_close_matches(key, [*valid, *_fields(LoopConfig), "variant", "dataset"], n=1)
+    near = difflib.get_close_matches(key, [*valid, *config_fields(LoopConfig), "variant", "dataset"], n=1)
     if near and len(key) <= 24:
         return f"{where}: {head}; did you mean '{near[0]}'?"
     return f"{where}: {head}" + ("" if key.startswith(DATA_PREFIX) else "; loop keys: README")
@@ -225,7 +225,7 @@ def _check_loop(loop: LoopConfig, where: str) -> None:
 
 
 @functools.cache  # get_type_hints evaluates every annotation string: most of resolve's time
-def _fields(cls) -> dict[str, Any]:
+def config_fields(cls) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
@@ -395,7 +395,7 @@ def parse_grid(data: Any, where: str, text: str = "") -> GridFile:
         raise BenchError(f"{where}: 'name' must be 1 to 64 letters, digits, '_', '-' or '.', got {short(name)}")
     if not isinstance(data.get("description") or "", str):
         raise BenchError(f"{where}: 'description' must be text, got {short(data['description'])}")
-    seeds = _seeds(data.get("seeds", 1), where)
+    seeds = parse_seeds(data.get("seeds", 1), where)
     base = data.get("base") or {}
     if not isinstance(base, dict):
         raise BenchError(f"{where}: 'base' must be a mapping of key: value")
@@ -428,7 +428,7 @@ def parse_grid(data: Any, where: str, text: str = "") -> GridFile:
     return GridFile(name, seeds, base, grid, where, text, names, published.parse(data.get("published"), where, base, grid))
 
 
-def _seeds(seeds: Any, where: str) -> tuple[int, ...] | range:
+def parse_seeds(seeds: Any, where: str) -> tuple[int, ...] | range:
     """A count n (seeds 0..n-1) or a list of seeds, each one a valid numpy and torch seed."""
     if isinstance(seeds, int) and not isinstance(seeds, bool) and 1 <= seeds <= SEED.hi + 1:
         return range(seeds)

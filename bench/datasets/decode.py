@@ -91,9 +91,9 @@ def _decode_chunk(paths: Sequence[Path], prep: Preprocess,
 
 
 def _pool(workers: int) -> Executor:
-    """Forked processes on Linux: they inherit the imported modules (no torch import per worker) and,
-    measured on 16 cores, decode 96 px JPEGs 5-8x faster than threads, which the per-file Python
-    work serialises on the GIL. Children only run PIL and numpy. Elsewhere fork is unsafe: threads."""
+    """Forked processes on Linux: they inherit the imported modules (no torch import per worker) and
+    decode JPEGs faster than threads (README, Speed), whose per-file Python work serialises on the GIL.
+    Children only run PIL and numpy. Elsewhere fork is unsafe: threads."""
     if sys.platform == "linux":
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     return ThreadPoolExecutor(workers)

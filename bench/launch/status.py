@@ -82,8 +82,8 @@ def varying_config_keys(configs: list[dict]) -> list[str]:
 def describer(configs: list[dict], grid_text: str = "", bare: bool = False):
     """config -> 'variant=... dataset=... <what varies> seed=N' (variant and dataset without their key
     when `bare`). An axis of named bundles reads `labels=one_sided` instead of the keys it sets, when
-    every config matches one of its values (bench/report/names.py); other varying keys read key=value."""
-    from bench.report.names import matches, parse_axes
+    every config matches one of its values (bench/config/axes.py); other varying keys read key=value."""
+    from bench.config.axes import matches, parse_axes
 
     varying = [k for k in varying_config_keys(configs) if len({repr(c.get(k)) for c in configs}) > 1]
     named = []  # (axis, its values) where each config matches a named value and more than one is used

@@ -17,7 +17,7 @@ import torch
 
 from bench import registry
 from bench.errors import BenchError
-from bench.metrics import diversity, extractors
+from bench.metrics import diversity, extractors, facts
 from bench.metrics.fidelity import Weights, to_uint8
 from bench.metrics.records import own_library
 from bench.metrics.latents import EVAL_SEED, eval_latents, generate
@@ -27,7 +27,7 @@ from bench.metrics.latents import EVAL_SEED, eval_latents, generate
 # labels give a meaningful space (docs/protocols.md §1.5); a small extractor is fitted on them. domain_stacked:
 # the same, per channel, plus the digit judge (R, G, B are three digits, 1,000 modes; docs/protocols.md §4).
 # natural: Inception and VGG16. A domain dataset loaded without labels falls back to natural.
-FEATURE_FAMILIES = {"points": "points", "domain": "domain", "domain_stacked": "domain", "natural": "natural"}
+FEATURE_FAMILIES = {family: facts.metric_family(family) for family in facts.FAMILIES}
 MAX_REFERENCE = 50_000  # larger train splits use a fixed subset chosen with eval_seed (docs/protocols.md §2)
 
 
@@ -41,18 +41,19 @@ class EvalContext:
     """One run's evaluation setting: dataset, device, weights, and lazily built shared pieces."""
 
     def __init__(self, config, data, variant, device: torch.device, weights: Optional[Weights] = None,
-                 eval_seed: int = EVAL_SEED, fit_classifier=None):
+                 eval_seed: int = EVAL_SEED, dataset: Optional[str] = None):
+        """config and variant are None where no run stands behind the samples (bench score's image
+        sets): then `dataset` names the data, and nothing is generated."""
         self.config, self.data, self.variant, self.device = config, data, variant, device
-        # bench.train.loop.fit_classifier, handed in by the caller: metrics never import the loop (it imports them)
-        self.fit_classifier = fit_classifier
         self.weights = weights or Weights.from_env()
         self.eval_seed = eval_seed
-        self.dataset = config.dataset
+        self.dataset = dataset or config.dataset
+        self.seed = config.loop.seed if config is not None else None
         self.spec = data.spec
         self.info = data.info
-        self.family = family_of(config.dataset, data)
-        self.stacked = self.family == "domain" and feature_family(config.dataset) == "domain_stacked"
-        self.conditional = bool(variant.conditional and self.spec.num_classes)
+        self.family = family_of(self.dataset, data)
+        self.stacked = self.family == "domain" and feature_family(self.dataset) == "domain_stacked"
+        self.conditional = bool(variant is not None and variant.conditional and self.spec.num_classes)
         self._real_msssim: dict[int, float] = {}
         self._ceilings: dict[str, dict] = {}
 
@@ -72,7 +73,7 @@ class EvalContext:
     def protocol(self) -> dict:
         """Fields shared by every record of this run; metrics add theirs (n_gen, extractor, ...)."""
         out = {"ref_dataset": self.dataset, "ref_split": self.ref_split, "ref_fingerprint": self.ref_fingerprint,
-               "eval_seed": self.eval_seed, "seed": self.config.loop.seed, "library": own_library()}
+               "eval_seed": self.eval_seed, "seed": self.seed, "library": own_library()}
         if self.spec.kind == "images":
             prep = self.info.get("preprocess") or {}
             out.update(image_size=self.image_size, resize=str(prep.get("filter", self.info.get("resize", "none"))),
@@ -146,11 +147,11 @@ class EvalContext:
         8 x 8 digits, the cached CNN for MNIST digits, where the SVC stays below 0.98 (§4)."""
         images, labels = self.data.images.cpu(), self.data.labels.cpu()
         channels, digits = extractors.distinct_channels(images, extractors.digits_of_modes(labels))
-        if getattr(registry.datasets.get(self.config.dataset), "judge", "svc") == "cnn":
+        if getattr(registry.datasets.get(self.dataset), "judge", "svc") == "cnn":
             from bench.metrics import cnn_judge
 
             path = metrics_cache() / cnn_judge.cache_name(channels, digits, self.eval_seed)
-            return cnn_judge.CNNJudge.load_or_fit(path, channels, digits, self.eval_seed, self.fit_classifier)
+            return cnn_judge.CNNJudge.load_or_fit(path, channels, digits, self.eval_seed)
         return extractors.DigitJudge.fit(channels, digits, self.eval_seed)
 
     @functools.cached_property
@@ -160,7 +161,7 @@ class EvalContext:
 
     def real_msssim(self, pairs: int) -> float:
         """Mean MS-SSIM of `pairs` real pairs: the same for every run of this reference, so it is cached
-        on disk beside the NDB bins (10,000 pairs at 64 px take about ten seconds on one CPU thread)."""
+        on disk beside the NDB bins (the final protocol's pairs take seconds on a CPU thread; README, Speed)."""
         if pairs not in self._real_msssim:
             name = f"{self.cache_key}-msssim-real-{pairs}pairs-seed{self.eval_seed}-{self.device.type}.json"
             path = metrics_cache() / name

@@ -17,12 +17,10 @@ from typing import Optional
 import numpy as np
 import torch
 
+from bench.metrics import facts
 from bench.store import checkpoint
 from bench.store.runs import RunDir
 
-# The curve metric that picks ckpt/best.pt, per data family: (name, higher is better, tie-breaker).
-PRIMARY = {"points": ("modes_covered", True, "hq_fraction"), "domain": ("fd", False, None),
-           "natural": ("fid", False, None)}
 AUTO_EARLY, AUTO_LATE = 5, 15  # auto schedule: log-spaced evals in the first 10%, then even ones
 
 
@@ -43,14 +41,14 @@ def eval_steps(loop) -> set[int]:
 class Evaluator:
     """Runs the cheap curve protocol at scheduled flushes and the full protocol at the end."""
 
-    def __init__(self, run: RunDir, config, variant, data, device: torch.device, weights=None, fit_classifier=None):
+    def __init__(self, run: RunDir, config, variant, data, device: torch.device, weights=None):
         from bench.metrics.context import EvalContext
 
         self.run, self.config, self.variant, self.device = run, config, variant, device
         self.steps = eval_steps(config.loop)
         self.enabled = config.loop.eval_every >= 0
-        self.ctx = EvalContext(config, data, variant, device, weights, fit_classifier=fit_classifier)
-        self.primary = PRIMARY[self.ctx.family]
+        self.ctx = EvalContext(config, data, variant, device, weights)
+        self.primary = facts.primary(self.ctx.family)  # the curve value that picks ckpt/best.pt
         self.best_key = self._restore_best()
 
     @property

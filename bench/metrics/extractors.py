@@ -46,7 +46,7 @@ def _prepare(images: torch.Tensor, pool: int, per_channel: bool) -> torch.Tensor
     return x.flatten(1)
 
 
-def _split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def holdout_split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Fixed 70/30 split, stratified when every class has at least two members."""
     from sklearn.model_selection import train_test_split
 
@@ -150,7 +150,7 @@ def fit_extractor(images: torch.Tensor, labels: torch.Tensor, source: str, per_c
         x, y = x[keep], y[keep]
     if len(np.unique(y)) < 2:
         raise BenchError(f"{source}: a domain extractor needs at least two classes in the labels")
-    train, test = _split(y, seed)
+    train, test = holdout_split(y, seed)
     scaler = StandardScaler().fit(x[train])
     # A floor on the per-pixel scale: pixels that are almost constant in the real data (digit borders)
     # would otherwise turn any generated ink there into features thousands of units away.
@@ -218,7 +218,7 @@ class DigitJudge:
 
         x = _prepare(channels, DIGIT_POOL, per_channel=True).numpy().astype(np.float64)
         y = digits.numpy().astype(np.int64)
-        train, test = _split(y, seed)
+        train, test = holdout_split(y, seed)
         model = SVC(C=10.0, gamma="scale").fit(x[train], y[train])
         accuracy = float(model.score(x[test], y[test]))
         digest = hashlib.sha256(x.tobytes() + y.tobytes() + b"svc-rbf-C10-scale").hexdigest()

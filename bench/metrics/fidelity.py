@@ -67,8 +67,8 @@ def kid(fake: torch.Tensor, real: torch.Tensor, seed: int, subset_size: Optional
     from threadpoolctl import threadpool_limits
 
     size = subset_size or kid_subset_size(len(fake), len(real))
-    # One BLAS thread: the library's 300 small numpy products run about twice as fast without
-    # OpenBLAS threads spinning against torch's (measured on the 2-core CI machine).
+    # One BLAS thread: the library's many small numpy products run faster without OpenBLAS threads
+    # spinning against torch's (README, Speed: measured costs behind code choices).
     with threadpool_limits(1, "blas"):
         out = kid_features_to_metric(fake.cpu(), real.cpu(), kid_subsets=subsets, kid_subset_size=size,
                                      rng_seed=seed, verbose=False)

@@ -1,7 +1,7 @@
 """Running a protocol: which registered metrics a run gets at a stage, and one shared draw for all.
 
-Importing this module registers every metric (bench/metrics/families/, one module per data family);
-the callers (the Evaluator, bench eval, bench speed) need only `selected`, `run_protocol` and the
+The metrics are the registry's (bench/metrics/families/, one module per data family, loaded on first
+lookup); the callers (the Evaluator, bench eval, bench speed) need only `selected`, `run_protocol` and the
 stage names.
 """
 
@@ -13,7 +13,6 @@ from typing import Optional
 
 from bench import registry
 from bench.errors import BenchError
-from bench.metrics import families  # noqa: F401  (registers the metrics)
 from bench.metrics.context import EvalContext, Generated
 from bench.metrics.families.base import CURVE, FINAL, Metric
 from bench.metrics.records import Value

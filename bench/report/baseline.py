@@ -17,7 +17,8 @@ import yaml
 
 from bench.errors import BenchError
 from bench.report.load import GridData
-from bench.report.names import View, canon, is_stratum_key, matches, named_value, text
+from bench.config.axes import canon, is_stratum_key, matches, text
+from bench.report.names import View, named_value
 
 __all__ = ["Baseline", "canon", "parse_baseline", "partners", "config_order", "natural"]
 

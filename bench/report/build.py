@@ -17,7 +17,8 @@ from bench.report import figures, headline, stats, verdicts, visuals
 from bench.report.baseline import config_order, parse_baseline
 from bench.report.load import GridData, load_grid_cached, sample_files
 from bench.report.model import KIND_TITLE, Figure, Report, Sample
-from bench.report.names import build_view, grid_base
+from bench.config.axes import grid_base
+from bench.report.names import build_view
 from bench.report.render import render_html
 from bench.report.curves import curve_summaries
 from bench.report.stability import Thresholds, detect
@@ -243,8 +244,8 @@ def collect_samples(report: Report) -> None:
 
 
 def write_csv(frame: pd.DataFrame, path) -> None:
-    """CSV through Arrow's writer (full float precision, ~15x faster than pandas on the tidy table of
-    1,000 runs); pandas when a column mixes types Arrow will not convert."""
+    """CSV through Arrow's writer (full float precision, much faster than pandas on a large tidy table;
+    README, Speed); pandas when a column mixes types Arrow will not convert."""
     try:
         import pyarrow as pa
         import pyarrow.csv as pacsv

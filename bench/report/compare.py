@@ -23,7 +23,8 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.report.verdicts import interval
 from bench.report.load import find_grids, load_grid, tidy
-from bench.report.names import build_view, canon, text
+from bench.config.axes import canon, text
+from bench.report.names import build_view
 
 COLUMNS = ["grid", "stratum", "shared", "configuration", "metric", "label", "kind", "higher_is_better", "n", "mean",
            "ci_low", "ci_high", "rank", "baseline"]

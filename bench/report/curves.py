@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 
-def _sorted_curves(records: pd.DataFrame, columns: pd.DataFrame) -> pd.DataFrame:
+def sorted_curves(records: pd.DataFrame, columns: pd.DataFrame) -> pd.DataFrame:
     curve_cols = columns.loc[columns["kind"] == "curve", "column"]
     cur = records.loc[records["column"].isin(curve_cols), ["run_id", "column", "step", "value"]]
     return cur.sort_values(["column", "run_id", "step"], kind="stable").reset_index(drop=True)
@@ -16,7 +16,7 @@ def _sorted_curves(records: pd.DataFrame, columns: pd.DataFrame) -> pd.DataFrame
 
 def curve_summaries(records: pd.DataFrame, columns: pd.DataFrame) -> pd.DataFrame:
     """Per run and curve column: final, best, best_step, auc, final_minus_best (positive = worse)."""
-    cur = _sorted_curves(records, columns)
+    cur = sorted_curves(records, columns)
     if cur.empty:
         return pd.DataFrame(columns=["run_id", "column", "final", "best", "best_step", "auc", "final_minus_best"])
     sign_of = {c: {True: 1.0, False: -1.0}.get(h, np.nan) for c, h in zip(columns["column"], columns["higher_is_better"])}

@@ -1,10 +1,8 @@
 """The answer to the grid's question, per stratum: which metrics are the headline, their table,
 and one sentence per configuration against the baseline.
 
-Headline metrics by data family (the first is the primary one, drawn in the headline figure):
-images FID (natural images) or FD (built-in feature space), KID, precision, recall; 2-D mixtures
-modes, high-quality fraction, KL; stacked digits modes, KL; conditional runs add class accuracy.
-Their tests are the stratum's Holm family; every other test is exploratory (summary.py).
+Headline metrics by data family, primary first (the one drawn in the headline figure), are declared
+with the metrics (`bench.metrics.facts`: each value's `headline` ranks). Their tests are the stratum's Holm family; every other test is exploratory (summary.py).
 
 KL of modes is undefined when no generated sample is high quality (docs/protocols.md §3). Dropping those
 values would shrink n in silence and flatter the worst runs, so fill_no_hq counts them as log K,
@@ -19,19 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bench.metrics import facts
 from bench.report.load import GridData
 from bench.report.names import View
 
-FAMILIES = {  # family -> headline metric names, primary first
-    "natural images": ["fid", "kid", "precision", "recall"],
-    "images": ["fd", "kid", "precision", "recall"],
-    "2-D mixture": ["modes_covered", "hq_fraction", "kl_modes"],
-    "stacked digits": ["modes_covered", "kl_modes"],
-}
-TITLES = {"fid": "FID", "fd": "FD", "kid": "KID", "precision": "precision", "recall": "recall",
-          "modes_covered": "modes", "hq_fraction": "HQ fraction", "kl_modes": "KL(modes)", "class_acc": "class accuracy"}
 KIND_RANK = {"final": 0, "best": 1, "curve": 2}
-HOW_TO = {"fid": "inception", "kid": "inception", "isc": "inception", "precision": "vgg_prc", "recall": "vgg_prc"}
 
 
 def fill_no_hq(records: pd.DataFrame, protocols: dict) -> pd.DataFrame:
@@ -78,7 +68,7 @@ class HeadRow:
 class Headline:
     stratum: str
     title: str  # "digits"
-    family: str
+    family: str  # a key of facts.FAMILIES, or "unknown"
     metrics: list[HeadMetric]
     rows: list[HeadRow] = field(default_factory=list)
     ceiling: list[str] | None = None  # the real-data line, one cell per metric
@@ -88,19 +78,24 @@ class Headline:
     holm_m: int = 0  # tests in the Holm family
 
     @property
+    def family_title(self) -> str:
+        return facts.FAMILIES.get(self.family, self.family)
+
+    @property
     def primary(self) -> HeadMetric | None:
         return next((m for m in self.metrics if m.column is not None and m.state != "not computed"), None)
 
 
 def family_of(names: set[str], labels: dict[str, list[str]]) -> str | None:
+    """The stratum's family (a key of facts.FAMILIES), read from the values its runs recorded."""
     if "hq_fraction" in names:
-        return "2-D mixture"
+        return "points"
     if any(lab.endswith("/1000") for lab in labels.get("modes_covered", [])):
-        return "stacked digits"
+        return "domain_stacked"
     if "fid" in names:
-        return "natural images"
+        return "natural"
     if "fd" in names:
-        return "images"
+        return "domain"
     return None
 
 
@@ -123,13 +118,10 @@ def select(data: GridData, view: View, scores: pd.DataFrame) -> dict[str, Headli
         names = set(mine["name"])
         labels = {n: list(g["label"]) for n, g in mine.groupby("name")}
         family = family_of(names, labels)
-        wanted = list(FAMILIES.get(family, []))
-        if "class_acc" in names:
-            wanted.append("class_acc")
         metrics = []
-        for name in wanted:
+        for name in facts.headline(family) if family else []:
             cand = mine[mine["name"] == name]
-            if family == "natural images" and name == "kid":
+            if family == "natural" and name == "kid":
                 cand = cand[cand["label"].str.contains("inception")] if len(cand) else cand
             if cand.empty:
                 continue
@@ -138,11 +130,11 @@ def select(data: GridData, view: View, scores: pd.DataFrame) -> dict[str, Headli
                                 index=cand.index).sort_values(["skipped", "kind"], kind="stable")
             col = int(rank.index[0])
             row = cols.loc[col]
-            m = HeadMetric(name, row["label"].split("/")[0] or TITLES.get(name, name), col, row["kind"],
+            m = HeadMetric(name, row["label"].split("/")[0] or facts.VALUES[name].title, col, row["kind"],
                            row["higher_is_better"])
             if rank["skipped"].iloc[0]:
                 reason = (data.protocols.get(row["protocol"]) or {}).get("skipped", "")
-                how = HOW_TO.get(name)
+                how = facts.computed_by(name, family)
                 m.state, m.reason = "not computed", reason + (
                     f"; then run 'bench eval {data.name} --metrics {how}' to fill it in" if how else "")
             metrics.append(m)

@@ -14,120 +14,10 @@ statistics, baselines and tests never cross strata (docs/protocols.md §7.3).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-STRATUM_KEYS = ("dataset", "image_size", "eval_n")  # plus every data.* key: they change what is measured
-
-
-def canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def text(value: Any) -> str:
-    return value if isinstance(value, str) else canon(value)
-
-
-def is_stratum_key(key: str) -> bool:
-    return key in STRATUM_KEYS or key.startswith("data.")
-
-
-@dataclass(frozen=True)
-class AxisValue:
-    name: str | None  # the grid file's name for a named bundle, else None
-    settings: tuple[tuple[str, Any], ...]  # (key as written in the grid file, value), in the file's order
-
-    def label(self) -> str:
-        return self.name if self.name is not None else ", ".join(f"{k.split('.')[-1] if not k.startswith('data.') else k}"
-                                                                   f"={text(v)}" for k, v in self.settings)
-
-
-@dataclass(frozen=True)
-class Axis:
-    name: str
-    values: tuple[AxisValue, ...]
-
-    @property
-    def stratum(self) -> bool:
-        """An axis over datasets or protocols: it separates strata instead of labelling rows."""
-        return all(is_stratum_key(_bare(k)) for v in self.values for k, _ in v.settings)
-
-
-def _bare(key: str) -> str:
-    return key if key.startswith("data.") else key.split(".")[-1]
-
-
-def _flatten(mapping: dict, prefix: str = "") -> list[tuple[str, Any]]:
-    out = []
-    for k, v in mapping.items():
-        if isinstance(v, dict):
-            out += _flatten(v, f"{prefix}{k}.")
-        else:
-            out.append((f"{prefix}{k}", v))
-    return out
-
-
-class _KeyLoader(yaml.SafeLoader):
-    """Safe YAML, except that a mapping key keeps its text: `off:` names a bundle, it is not False."""
-
-    def construct_mapping(self, node, deep=False):
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:bool":
-                key_node.tag = "tag:yaml.org,2002:str"
-        return super().construct_mapping(node, deep)
-
-
-_KeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _KeyLoader.construct_mapping)
-
-
-def parse_axes(grid_text: str) -> list[Axis]:
-    """The axes of a grid file's `grid:` section; anything unreadable gives no axes (labels fall back)."""
-    try:
-        doc = yaml.load(grid_text or "", Loader=_KeyLoader) or {}
-    except yaml.YAMLError:
-        return []
-    grid = doc.get("grid") if isinstance(doc, dict) else None
-    axes = []
-    for axis, values in (grid or {}).items() if isinstance(grid, dict) else ():
-        if isinstance(values, dict):
-            items = [(str(name), v) for name, v in values.items()]
-        elif isinstance(values, list):
-            items = [(None, v) for v in values]
-        else:
-            continue
-        parsed = tuple(AxisValue(name, tuple(_flatten(v)) if isinstance(v, dict) else ((str(axis), v),))
-                       for name, v in items)
-        if parsed:
-            axes.append(Axis(str(axis), parsed))
-    return axes
-
-
-def grid_base(grid_text: str) -> dict:
-    try:
-        doc = yaml.safe_load(grid_text or "") or {}
-    except yaml.YAMLError:
-        return {}
-    base = doc.get("base") if isinstance(doc, dict) else None
-    return dict(_flatten(base)) if isinstance(base, dict) else {}
-
-
-def _config_key(key: str, cfg: dict) -> str | None:
-    if key in cfg:
-        return key
-    bare = _bare(key)
-    return bare if bare in cfg else None
-
-
-def _matches(value: AxisValue, cfg: dict) -> bool:
-    for key, want in value.settings:
-        k = _config_key(key, cfg)
-        if k is None or canon(cfg[k]) != canon(want):
-            return False
-    return True
-
+from bench.config.axes import Axis, AxisValue, canon, is_stratum_key, matches, parse_axes, text
 
 @dataclass
 class View:
@@ -161,7 +51,7 @@ def build_view(configs: dict[str, dict], varying: list[str], grid_text: str) -> 
     for cid, cfg in configs.items():
         idx = []
         for a, axis in enumerate(axes):
-            hit = next((i for i, v in enumerate(axis.values) if _matches(v, cfg)), None)
+            hit = next((i for i, v in enumerate(axis.values) if matches(v, cfg)), None)
             idx.append(hit)
             if hit is not None:
                 present.setdefault(a, set()).add(hit)
@@ -220,5 +110,3 @@ def named_value(view: View, key: str, raw: str) -> list[AxisValue]:
     return out
 
 
-def matches(value: AxisValue, cfg: dict) -> bool:
-    return _matches(value, cfg)

@@ -11,7 +11,8 @@ import json
 import math
 from typing import Any
 
-from bench.config.published import DIRECTION, Reported, number_text, same_value
+from bench.config.published import Reported, number_text, same_value
+from bench.metrics import facts
 from bench.store.runs import FINISHED  # runs whose final value counts (diverged ones too)
 from bench.report import stats
 
@@ -59,7 +60,7 @@ def compare(tidy, reported: tuple[Reported, ...] | list[Reported]):
             found = len(values) > 0
             rows.append({"source": rep.source.cite(), "row": rep.row, "metric": rep.metric,
                          "config": _config_text(rep.config), "label": label,
-                         "higher_is_better": DIRECTION[rep.metric], "published": rep.text(),
+                         "higher_is_better": facts.direction(rep.metric), "published": rep.text(),
                          "published_mean": rep.mean, "published_low": p_lo, "published_high": p_hi,
                          "n": n, "diverged": diverged,
                          "ours": _ours_text(mean, lo, hi, n, rep.unit) if n or not found else
@@ -81,7 +82,7 @@ def verdict(rep: Reported, n: int, mean: float, lo: float, hi: float) -> str:
     if lo <= p_hi and p_lo <= hi:
         return "consistent"
     above = lo > p_hi
-    return "better" if above == DIRECTION[rep.metric] else "worse"
+    return "better" if above == facts.direction(rep.metric) else "worse"
 
 
 def _measured(tidy, rep: Reported) -> list[tuple[str, list[float], int]]:

@@ -59,7 +59,7 @@ def html_headline(h: Headline, index: int, question: str = "") -> str:
     kinds = {m.kind for m in h.metrics}
     kind_note = "" if kinds <= {"final"} else " Columns marked (curve) are the last in-training evaluation."
     return (f'<section class="headline" id="headline-{index}"><h2>{_e(h.title)}'
-            f'<span class="badge">{_e(h.family)}</span>'
+            f'<span class="badge">{_e(h.family_title)}</span>'
             + (f'<span class="q">{_e(question)}</span>' if question else "") + "</h2>"
             f'<table class="headline"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
             f'<p class="legend">{_e(legend(h) + kind_note)}</p>'
@@ -69,7 +69,7 @@ def html_headline(h: Headline, index: int, question: str = "") -> str:
 
 def md_headline(h: Headline, md_cell) -> list[str]:
     heads = headers(h)
-    lines = [f"## {md_cell(h.title)} ({h.family})", "",
+    lines = [f"## {md_cell(h.title)} ({h.family_title})", "",
              "| " + " | ".join(md_cell(x) for x in heads) + " |", "|" + "|".join(["---"] + ["---:"] * (len(heads) - 1)) + "|"]
     for kind, cells in rows(h):
         cells = [f"**{md_cell(cells[0])}**" if kind == "base" else (f"*{md_cell(cells[0])}*" if kind == "ceiling"

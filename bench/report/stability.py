@@ -23,29 +23,26 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.report.curves import _sorted_curves, curve_summaries  # noqa: F401 (curve_summaries: re-exported)
+from bench.metrics import facts
+from bench.report.curves import sorted_curves, curve_summaries  # noqa: F401 (curve_summaries: re-exported)
 
 _RULE = re.compile(r"^([+-])(\d+(?:\.\d*)?|\.\d+)(%?)$")
 _LIMIT = re.compile(r"^(<=|>=|<|>|==)\s*(-?(?:\d+(?:\.\d*)?|\.\d+)(?:e-?\d+)?)$")
 _START = re.compile(r"^start\+(\d+(?:\.\d*)?|\.\d+)%$")
 _SHARE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)%$")
 
-# The value a perfect generator scores; None = the real-data ceiling of the run (modes).
-IDEAL = {"fd": 0.0, "fid": 0.0, "kid": 0.0, "kl_modes": 0.0, "jsd_modes": 0.0, "msssim_gap": 0.0,
-         "hq_fraction": 1.0, "precision": 1.0, "recall": 1.0, "coverage": 1.0, "f_score": 1.0, "class_acc": 1.0,
-         "modes_covered": None}
-
 
 @dataclass(frozen=True)
 class Thresholds:
     """Detector settings; rule keys match a metric's name or its label up to the first '/'."""
 
+    # Metric rules, by default those the metrics declare (bench.metrics.facts `rules`).
     # Collapse by drop: "-25%" = dropped by 25% of its best so far; "+0.10" = rose by 0.10 (absolute).
-    collapse: dict = field(default_factory=lambda: {"modes_covered": "-25%", "msssim_gap": "+0.10"})
+    collapse: dict = field(default_factory=lambda: facts.default_rules("collapse"))
     # Collapse by reach: the run's best never reaches this share of the real-data ceiling.
-    reach: dict = field(default_factory=lambda: {"modes_covered": "50%", "coverage": "10%", "recall": "10%"})
+    reach: dict = field(default_factory=lambda: facts.default_rules("reach"))
     # Divergence from evaluations: "start+25%" (relative to the run's first evaluation), or a limit such as ">300".
-    divergence: dict = field(default_factory=lambda: {"fd": "start+25%", "fid": "start+25%"})
+    divergence: dict = field(default_factory=lambda: facts.default_rules("divergence"))
     loss_d_max: float = 0.05  # D loss below this counts as "near zero"
     loss_g_rise: float = 1.0  # G loss must end this much above its lowest value before the onset
     loss_windows: int = 3  # D loss must stay near zero for at least this many logged windows
@@ -138,8 +135,9 @@ def _onset(frame: pd.DataFrame, bad: np.ndarray) -> pd.Series:
 
 def column_ideal(name: str, label: str, proto: dict) -> float | None:
     """What a perfect generator scores on this column: 0 for distances, 1 for shares, every mode for modes."""
-    if name in IDEAL and IDEAL[name] is not None:
-        return IDEAL[name]
+    declared = facts.VALUES.get(name)
+    if declared is not None and declared.ideal is not None:
+        return declared.ideal
     if name == "modes_covered":
         if proto.get("modes"):
             return float(proto["modes"])
@@ -149,7 +147,7 @@ def column_ideal(name: str, label: str, proto: dict) -> float | None:
 
 def collapse_onsets(records: pd.DataFrame, columns: pd.DataFrame, t: Thresholds) -> pd.DataFrame:
     """Per run and ruled curve column: collapse onset (first step of a drop that never recovers)."""
-    cur = _sorted_curves(records, columns)
+    cur = sorted_curves(records, columns)
     found = []
     for col, name, label, higher in columns.loc[columns["kind"] == "curve",
                                                ["column", "name", "label", "higher_is_better"]].itertuples(index=False):
@@ -216,7 +214,7 @@ def eval_divergence(records: pd.DataFrame, columns: pd.DataFrame, protocols: dic
     evaluation's own distance to the ideal. The first evaluation is the untrained generator when the
     run evaluates at step 0, else the earliest one (1% of the steps on the auto schedule).
     """
-    cur = _sorted_curves(records, columns)
+    cur = sorted_curves(records, columns)
     found = []
     for col, name, label, higher, proto_key in columns.loc[
             columns["kind"] == "curve", ["column", "name", "label", "higher_is_better", "protocol"]].itertuples(index=False):

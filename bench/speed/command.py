@@ -14,9 +14,9 @@ import click
 from bench.errors import BenchError
 
 # Fast paths `bench speed` turns on per device type unless a flag says otherwise (grid runs set them
-# as loop keys; README, Speed). On CPU bf16 autocast is 12x slower (no bf16 units); channels_last (1.07x) and
-# compile (1.16x) are within this machine's run-to-run noise (fused Adam, a no-op on CPU, read 1.13x), and
-# compile costs a C++ build per process that short runs do not earn back.
+# as loop keys). The measurements behind the CPU choice are in the README's Speed section: bf16 autocast
+# is far slower without bf16 units, channels_last and compile were within run-to-run noise, and compile
+# costs a C++ build per process that short runs do not earn back.
 SPEED_DEFAULTS = {
     "cuda": {"channels_last": True, "amp": True, "compile": True, "fused_optim": True},
     "cpu": {"channels_last": False, "amp": False, "compile": False, "fused_optim": False},
@@ -60,22 +60,13 @@ def speed(variant, size, batch, device, steps, warmup, show_paths, pack, pack_mo
     """Images/s of the shared loop against the reference DCGAN example loop, with peak memory."""
     import torch
 
-    from bench import registry
-    from bench.train.loop import pick_device
-    from bench.speed import measure, reference
+    from bench.speed import measure
+    from bench.train.device import pick_device
 
-    kinds = registry.variants.get(variant).data_kinds  # unknown names fail here with the valid list
-    if eval_data != "none":  # a missing or unfit dataset fails here, before anything trains
-        data_cls = registry.datasets.get(eval_data)
-        if data_cls.kind not in kinds:
-            raise BenchError(f"--eval-data {eval_data} holds {data_cls.kind}; {variant} trains on "
-                             f"{', '.join(kinds)}: pick such a dataset or --eval-data none")
-        data_cls.check(data_cls.Options(), int(size))
+    _check_eval_data(variant, eval_data, int(size))
     dev = pick_device(device)
     cuda = dev.type == "cuda"
-    steps = steps or (300 if cuda else 6)
-    warmup = warmup or (50 if cuda else 2)
-    size = int(size)
+    steps, warmup, size = steps or (300 if cuda else 6), warmup or (50 if cuda else 2), int(size)
     paths = {k: v if v is not None else SPEED_DEFAULTS[dev.type][k] for k, v in switches.items()}
     images, labels = measure.synthetic_images(batch * (warmup + steps + 1), size)
     where = torch.cuda.get_device_name(dev) if cuda else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
@@ -84,6 +75,32 @@ def speed(variant, size, batch, device, steps, warmup, show_paths, pack, pack_mo
 
     def loop(name=variant, seeds=1, p=paths, check=False):
         return measure.measure_loop(name, images, labels, batch, device, steps, warmup, p, seeds, check, pack_mode)
+
+    shared = _main_table(loop, images, dev, batch, steps, warmup, pack, no_reference, sync_check, ref_workers)
+    if eval_data != "none":
+        click.echo(_eval_line(measure.measure_eval(variant, eval_data, size, batch, device), shared.sec_per_step))
+    if show_paths:
+        _paths_table(loop, shared, paths)
+    if each_variant:
+        _variants_table(loop)
+
+
+def _check_eval_data(variant: str, eval_data: str, size: int) -> None:
+    """A missing or unfit dataset fails here, before anything trains; so does an unknown variant."""
+    from bench import registry
+
+    kinds = registry.variants.get(variant).data_kinds  # unknown names fail here with the valid list
+    if eval_data != "none":
+        data_cls = registry.datasets.get(eval_data)
+        if data_cls.kind not in kinds:
+            raise BenchError(f"--eval-data {eval_data} holds {data_cls.kind}; {variant} trains on "
+                             f"{', '.join(kinds)}: pick such a dataset or --eval-data none")
+        data_cls.check(data_cls.Options(), size)
+
+
+def _main_table(loop, images, dev, batch, steps, warmup, pack, no_reference, sync_check, ref_workers):
+    """The shared loop beside the reference loop (and a pack); returns the shared loop's measurement."""
+    from bench.speed import reference
 
     shared = loop(check=sync_check)
     rows = [("shared loop", shared.images_per_s, shared.sec_per_step, shared.peak_bytes, _describe(shared.paths))]
@@ -107,30 +124,34 @@ def speed(variant, size, batch, device, steps, warmup, show_paths, pack, pack_mo
             click.echo("host syncs: not checked (the sync debug mode needs CUDA)")
         else:
             click.echo(f"host syncs: {shared.syncs} in {warmup + steps} steps ({shared.flushes} flushes, one each)")
+    return shared
 
-    if eval_data != "none":
-        click.echo(_eval_line(measure.measure_eval(variant, eval_data, size, batch, device), shared.sec_per_step))
 
-    if show_paths:
-        table = []
-        for name in measure.FAST_PATHS:
-            flipped = loop(p={**paths, name: not paths[name]})
-            on, off = (shared, flipped) if paths[name] else (flipped, shared)
-            table.append((name, f"{off.images_per_s:,.0f}", f"{on.images_per_s:,.0f}",
-                          f"{on.images_per_s / off.images_per_s:.2f}x", str(on.paths.get(name, ""))))
-        click.echo("\nfast paths, each flipped from the settings above:")
-        click.echo(_table(["path", "off images/s", "on images/s", "on / off", "on: what ran"], table))
+def _paths_table(loop, shared, paths: dict) -> None:
+    from bench.speed import measure
 
-    if each_variant:
-        table = []
-        for name in registry.variants.names():
-            if "images" not in registry.variants.get(name).data_kinds:
-                continue
-            r = loop(name=name)
-            table.append((name, f"{r.sec_per_step * 1e3:.2f}", f"{r.images_per_s:,.0f}", _mib(r.peak_bytes),
-                          _describe(r.paths)))
-        click.echo("\nevery image variant, shared loop, settings above:")
-        click.echo(_table(["variant", "ms/step", "real images/s", "peak MiB", "what ran"], table))
+    table = []
+    for name in measure.FAST_PATHS:
+        flipped = loop(p={**paths, name: not paths[name]})
+        on, off = (shared, flipped) if paths[name] else (flipped, shared)
+        table.append((name, f"{off.images_per_s:,.0f}", f"{on.images_per_s:,.0f}",
+                      f"{on.images_per_s / off.images_per_s:.2f}x", str(on.paths.get(name, ""))))
+    click.echo("\nfast paths, each flipped from the settings above:")
+    click.echo(_table(["path", "off images/s", "on images/s", "on / off", "on: what ran"], table))
+
+
+def _variants_table(loop) -> None:
+    from bench import registry
+
+    table = []
+    for name in registry.variants.names():
+        if "images" not in registry.variants.get(name).data_kinds:
+            continue
+        r = loop(name=name)
+        table.append((name, f"{r.sec_per_step * 1e3:.2f}", f"{r.images_per_s:,.0f}", _mib(r.peak_bytes),
+                      _describe(r.paths)))
+    click.echo("\nevery image variant, shared loop, settings above:")
+    click.echo(_table(["variant", "ms/step", "real images/s", "peak MiB", "what ran"], table))
 
 
 def _eval_line(cost, sec_per_step: float) -> str:

@@ -23,7 +23,8 @@ from bench import registry
 from bench.config.schema import LoopConfig, RunConfig, resolve
 from bench.datasets.core import DataSpec, ImageData
 from bench.errors import BenchError
-from bench.train.loop import pick_device, train_runs
+from bench.train.device import pick_device
+from bench.train.loop import train_runs
 from bench.store.runs import RunDir
 
 FAST_PATHS = ("channels_last", "amp", "compile", "fused_optim")  # LoopConfig switches, in table order

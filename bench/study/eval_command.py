@@ -38,33 +38,25 @@ def _runs(targets: tuple[str, ...], results: Path) -> list[Path]:
     return found
 
 
-# One line per registered metric and alias, for --help and the README; written out here so
-# `bench eval --help` never imports torch (tests/test_habits.py keeps it equal to the registry).
-METRIC_HELP = {
-    "fd": "Frechet distance on the built-in data's own feature extractor (digits, shapes, mnist...)",
-    "kid": "kernel distance (KID) on the same features; on natural images the Inception KID",
-    "prc": "improved precision/recall (k = 3) on the same features; on natural images VGG16's",
-    "density_coverage": "density and coverage (k = 5) on the same features; on natural images VGG16's",
-    "stacked_modes": "stacked digits: modes covered of 1,000 and KL to uniform",
-    "inception": "natural images: FID, KID and IS on torch-fidelity's Inception (needs its weights)",
-    "vgg_prc": "natural images: precision/recall on VGG16 fc2_relu (needs its weights)",
-    "vgg_density_coverage": "natural images: density and coverage (k = 5) on VGG16 fc2_relu (needs its weights)",
-    "mode_scores": "ring8/grid25: modes covered, high-quality fraction, KL and JSD to uniform",
-    "msssim": "MS-SSIM of generated pairs beside real pairs (diversity; gap = generated - real)",
-    "ndb": "NDB over K = 100 k-means bins and its JSD, with a real-data control",
-    "class_scores": "conditional runs: judge accuracy on the asked-for labels, per-class KID, diversity",
-    "class_scores_inception": "conditional runs on natural images: linear judge on Inception features, "
-                              "per-class accuracy and KID (needs its weights)",
-    "class_msssim": "conditional runs on natural images: intra-class MS-SSIM beside real pairs of each class",
-    "probe": "opt-in: linear probe on D's features beside a random D and raw pixels",
-    "fid": "alias (torch-fidelity's name): fd on built-in data, inception on natural images",
-    "isc": "alias: the Inception Score, part of inception",
-    "is": "alias of isc",
-}
-METRICS_EPILOG = "\b\nMetrics (--metrics A,B):\n" + "\n".join(f"  {k:17} {v}" for k, v in METRIC_HELP.items())
+def metrics_epilog() -> str:
+    """One line per declared metric and alias. Read from bench.metrics.facts, never from the registered
+    classes, so `bench eval --help` imports no torch; built when shown, so a metric declared late is listed."""
+    from bench import registry
+    from bench.metrics import facts
+
+    lines = [(name, d.help) for name, d in facts.METRICS.items()]
+    lines += [(name, f"alias of {targets[0]}" if len(targets) == 1 else f"alias: {' or '.join(targets)}, whichever fits")
+              for name, targets in registry.metrics.aliases().items() if name not in facts.METRICS]
+    return "\b\nMetrics (--metrics A,B):\n" + "\n".join(f"  {k:17} {v}" for k, v in lines)
 
 
-@click.command(name="eval", epilog=METRICS_EPILOG)
+class _EvalCommand(click.Command):
+    def format_epilog(self, ctx, formatter):
+        self.epilog = metrics_epilog()
+        super().format_epilog(ctx, formatter)
+
+
+@click.command(name="eval", cls=_EvalCommand)
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--metrics", "metric_names", default="", metavar="A,B",
               help="metrics to compute, by name or torch-fidelity's (fid, isc, kid, prc; list below); "
@@ -131,7 +123,6 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights, no
     from bench.config.schema import resolve
     from bench.train.device import pick_device
     from bench.metrics.evaluator import evaluate_final
-    from bench.metrics import suite  # noqa: F401  (registers the metrics)
     from bench.metrics.context import EvalContext
     from bench.store.runs import RunDir
 
@@ -152,9 +143,7 @@ def evaluate_run(path: Path, names, n, which: str, device_name: str, weights, no
         G, D = variant.build()
     checkpoint.load_into(run.checkpoint_file, state, fix=checkpoint.RETRAIN, G=G, D=D)
     G, D = G.to(device), D.to(device)
-    from bench.train.loop import fit_classifier
-
-    ctx = EvalContext(config, data, variant, device, weights, fit_classifier=fit_classifier)
+    ctx = EvalContext(config, data, variant, device, weights)
     if names and notes is not None:
         from bench.metrics.suite import resolve_names
 

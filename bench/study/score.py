@@ -70,13 +70,14 @@ def _context_class():
         """An EvalContext whose reference is set B; the extractor stays the one fitted on `features`."""
 
         def __init__(self, reference, source: str, features: str):
-            from bench.config.schema import resolve
+            from bench.config.schema import IMAGE_SIZES
 
-            config = resolve({"variant": "dcgan", "dataset": features, "image_size": int(reference.shape[-1]),
-                              "device": "cpu"}, where="bench score")
-            data = registry.datasets.get(features).load(config.data, config.loop.image_size, torch.device("cpu"))
-            variant = registry.variants.get("dcgan")(config.options, data.spec)
-            super().__init__(config, data, variant, torch.device("cpu"))
+            size, cls = int(reference.shape[-1]), registry.datasets.get(features)
+            if size not in IMAGE_SIZES:
+                raise BenchError(f"the sets hold {size} px images; bench score takes one of "
+                                 f"{', '.join(map(str, IMAGE_SIZES))} px")
+            data = cls.load(cls.Options(), size, torch.device("cpu"))
+            super().__init__(None, data, None, torch.device("cpu"), dataset=features)
             if self.family != "domain":
                 raise BenchError(f"--features {features}: not a built-in labelled image dataset; pick one of "
                                  f"digits, shapes, mnist5k")
@@ -116,9 +117,9 @@ class ScoreSet:
 
 def score(a: str, b: str, names: list[str], features: str) -> list[dict]:
     """The records of every asked-for metric on A (generated side) against B (reference)."""
-    from bench.metrics import suite  # registers the metrics
+    from bench.metrics import suite
     from bench.metrics.families.base import FINAL
-    from bench.metrics.families.builtin_images import _DomainFeatures
+    from bench.metrics.families.builtin_images import DomainFeatures
     from bench.metrics.records import record
 
     set_a, set_b = load_set(a), load_set(b)
@@ -126,7 +127,7 @@ def score(a: str, b: str, names: list[str], features: str) -> list[dict]:
         raise BenchError(f"{a} holds {set_a.shape[-1]} px images and {b} {set_b.shape[-1]} px; give sets of one size")
     ctx = _context_class()(set_b, str(b), features)
     chosen, missing = suite.resolve_names(ctx, names)
-    feature_metrics = [n for n in registry.metrics.names() if isinstance(registry.metrics.get(n)(), _DomainFeatures)]
+    feature_metrics = [n for n in registry.metrics.names() if isinstance(registry.metrics.get(n)(), DomainFeatures)]
     bad = missing + [n for n in chosen if n not in feature_metrics]
     if bad:
         raise BenchError(f"bench score computes feature-space metrics only; {bad[0]!r} is not one; valid: "

@@ -227,12 +227,11 @@ def _setup(runs: list[RunDir], configs: list[RunConfig], data: Optional[DeviceDa
     seed_everything(loop.seed)
     data = data or registry.datasets.get(config.dataset).load(config.data, loop.image_size, device)
     variant = registry.variants.get(config.variant)(options, data.spec)
-    variant.fused_optim = loop.fused_optim and device.type == "cuda"
     nhwc = loop.channels_last and data.spec.kind == "images" and len(runs) == 1
     group = packed.members(variant, data, [c.loop.seed for c in configs], device,
                            torch.channels_last if nhwc else None, pack_mode)
     model = group.model
-    opt_g, opt_d = model.optimizers(group.G, group.D)
+    opt_g, opt_d = model.optimizers(group.G, group.D, fused=loop.fused_optim and device.type == "cuda")
     start = group.restore([r.checkpoint_file for r in runs], device, opt_g, opt_d)
     amp = torch.autocast(device.type, torch.bfloat16, enabled=loop.amp)  # losses are cast to float32
     phases = (Phase("d", group.D, group.G, opt_d, model.d_loss, options.d_steps, model.after_d_step),
@@ -260,7 +259,7 @@ def _open_runs(t: Training, configs: list[RunConfig], variant, paths: dict) -> N
         checkpoint.remove_partial_writes(run.path)  # temporary files of writes a kill interrupted
         run.truncate_metrics(t.start)  # records written after the checkpoint by a killed process
         t.samples.append(SampleWriter(run, variant, t.data, t.device))
-        t.evaluators.append(Evaluator(run, c, variant, t.data, t.device, fit_classifier=fit_classifier))
+        t.evaluators.append(Evaluator(run, c, variant, t.data, t.device))
         # threads: float sums, and so a run's numbers, depend on the CPU thread count (docs/protocols.md §12)
         run.set_status("running", step=t.start, start_step=t.start, steps=t.loop.steps, started=time.time(),
                        data=t.data.info, fast_paths=paths, threads=torch.get_num_threads())
@@ -370,27 +369,3 @@ def _records(names, rows, step, seconds, n_steps, images_per_step):
     records.append({**how, "name": "sec_per_step", "value": seconds / max(n_steps, 1)})
     records.append({**how, "name": "real_images_seen", "value": step * images_per_step})
     return records
-
-
-def fit_classifier(build: Callable[[], nn.Module], x: Tensor, y: Tensor, steps: int, batch: int, lr: float, seed: int,
-                   augment: Optional[Callable[[Tensor, torch.Generator], Tensor]] = None) -> nn.Module:
-    """Fit a classifier by cross-entropy with Adam and a one-cycle rate schedule, on the CPU, from a
-    fixed seed: the stacked-MNIST judge (bench/metrics/cnn_judge.py). It lives here because this file
-    is the only one that calls backward(). `augment(batch, generator)` perturbs each batch (the judge's
-    small random affine maps, which let it generalise from 3,500 digits). The net is built after the
-    seed is set, so its initial weights are the seed's too."""
-    torch.manual_seed(seed)
-    net = build()
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)  # the schedule sets the rate of every step
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    net.train()
-    for _ in range(steps):
-        idx = torch.randint(len(x), (batch,), generator=g)
-        xb = x[idx] if augment is None else augment(x[idx], g)
-        loss = nn.functional.cross_entropy(net(xb), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        schedule.step()
-    return net.eval()

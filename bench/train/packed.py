@@ -63,7 +63,8 @@ class Trainable(Protocol):
     def sample_z(self, n: int, device: torch.device) -> Tensor: ...
     def d_loss(self, G, D, batch: Batch, z: Tensor) -> tuple[Tensor, Stats]: ...  # loss: [] or [K]
     def g_loss(self, G, D, batch: Batch, z: Tensor) -> tuple[Tensor, Stats]: ...
-    def optimizers(self, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]: ...
+    def optimizers(self, G: nn.Module, D: nn.Module,
+                   fused: bool = False) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]: ...
     def after_d_step(self, D: nn.Module) -> None: ...
 
 
@@ -258,8 +259,8 @@ class PackedVariant:
                 zs.append(self.inner.sample_z(n, device))
         return torch.stack(zs)
 
-    def optimizers(self, G, D):
-        return self.inner.optimizers(G, D)
+    def optimizers(self, G, D, fused: bool = False):
+        return self.inner.optimizers(G, D, fused)
 
     def after_d_step(self, D) -> None:
         self.inner.after_d_step(D)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from bench.metrics import facts
 from bench.metrics.context import EvalContext, Generated
 from bench.metrics.records import Value
 
@@ -24,10 +25,13 @@ PAIRS = {CURVE: 1_000, FINAL: 10_000}  # MS-SSIM pairs (docs/protocols.md §5.1,
 class Metric:
     """Base class: a group of related values computed from one draw of samples."""
 
-    name = "metric"  # set by the registry
-    families: tuple[str, ...] = ()  # points, domain, natural (EvalContext.family)
+    name = "metric"  # set by the registry; its facts (families, values, help) are facts.METRICS[name]
     stages: tuple[str, ...] = (FINAL,)  # CURVE too when cheap enough for in-training evaluation
     opt_in = False  # computed only when asked for by name (bench eval --metrics)
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return facts.METRICS[self.name].families
 
     def applies(self, ctx: EvalContext) -> bool:
         return ctx.family in self.families
@@ -35,8 +39,8 @@ class Metric:
     def n_gen(self, ctx: EvalContext, stage: str, n: Optional[int]) -> int:
         return n or (N_CURVE if stage == CURVE else N_FINAL)
 
-    def outputs(self, ctx: EvalContext, stage: str, n: int) -> dict[str, tuple[str, bool]]:
-        """name -> (label, higher_is_better) of every value this metric writes."""
+    def outputs(self, ctx: EvalContext, stage: str, n: int) -> dict[str, str]:
+        """name -> label of every value this metric writes; its direction is facts.VALUES[name]."""
         raise NotImplementedError
 
     def compute(self, ctx: EvalContext, gen: Generated, stage: str, n: int) -> list[Value]:
@@ -44,15 +48,15 @@ class Metric:
 
     def values(self, ctx, stage, n, numbers: dict, params: dict, std: Optional[dict] = None) -> list[Value]:
         out = []
-        for name, (label, higher) in self.outputs(ctx, stage, n).items():
+        for name, label in self.outputs(ctx, stage, n).items():
             s = (std or {}).get(name)
-            out.append(Value(name, numbers[name], label, higher, params,
+            out.append(Value(name, numbers[name], label, facts.VALUES[name].higher, params,
                              None if s is None else s[0], None if s is None else s[1]))
         return out
 
     def skipped(self, ctx, stage, n, reason: str) -> list[Value]:
-        return [Value(name, math.nan, label, higher, {"n_gen": n, "skipped": reason})
-                for name, (label, higher) in self.outputs(ctx, stage, n).items()]
+        return [Value(name, math.nan, label, facts.VALUES[name].higher, {"n_gen": n, "skipped": reason})
+                for name, label in self.outputs(ctx, stage, n).items()]
 
 
 def domain_tag(ctx: EvalContext) -> str:

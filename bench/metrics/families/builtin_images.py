@@ -12,8 +12,7 @@ from bench.metrics.families.base import CURVE, FINAL, N_CURVE, N_STACKED, Metric
 from bench.metrics.records import count_label, fidelity_library
 
 
-class _DomainFeatures(Metric):
-    families = ("domain",)
+class DomainFeatures(Metric):
 
     def base(self, ctx, n_gen, n_ref) -> dict:
         return {**ctx.extractor.record(), "n_gen": n_gen, "n_ref": n_ref, "library": fidelity_library(),
@@ -23,9 +22,9 @@ class _DomainFeatures(Metric):
     def with_ceiling(outputs: dict) -> dict:
         """Each output and its `<name>_real` twin: the same score of real half against real half."""
         out = dict(outputs)
-        for name, (label, higher) in outputs.items():
+        for name, label in outputs.items():
             head, _, rest = label.partition("@")
-            out[f"{name}_real"] = (f"{head}-real@{rest}", higher)
+            out[f"{name}_real"] = f"{head}-real@{rest}"
         return out
 
     @staticmethod
@@ -34,13 +33,13 @@ class _DomainFeatures(Metric):
 
 
 @registry.metrics.register("fd")
-class FD(_DomainFeatures):
+class FD(DomainFeatures):
     """Frechet distance in the domain extractor's hidden layer: the curve's quality measure."""
 
     stages = (CURVE, FINAL)
 
     def outputs(self, ctx, stage, n):
-        return self.with_ceiling({"fd": (f"FD@{count_label(n)}/{domain_tag(ctx)}", False)})
+        return self.with_ceiling({"fd": f"FD@{count_label(n)}/{domain_tag(ctx)}"})
 
     def compute(self, ctx, gen, stage, n):
         real = ctx.real_features
@@ -50,11 +49,11 @@ class FD(_DomainFeatures):
 
 
 @registry.metrics.register("kid")
-class KID(_DomainFeatures):
+class KID(DomainFeatures):
     """Unbiased KID with its std over subsets; subset size adapts to small sets and is recorded."""
 
     def outputs(self, ctx, stage, n):
-        return self.with_ceiling({"kid": (f"KID@{count_label(n)}/{domain_tag(ctx)}", False)})
+        return self.with_ceiling({"kid": f"KID@{count_label(n)}/{domain_tag(ctx)}"})
 
     def compute(self, ctx, gen, stage, n):
         real = ctx.real_features
@@ -76,13 +75,13 @@ def _equal_sides(ctx, gen, n) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 
 @registry.metrics.register("prc")
-class PRC(_DomainFeatures):
+class PRC(DomainFeatures):
     """Improved precision/recall (k = 3) from torch-fidelity on domain features, equal set sizes."""
 
     def outputs(self, ctx, stage, n):
         m, t = count_label(min(n, len(ctx.reference[0]))), domain_tag(ctx)
-        return self.with_ceiling({"precision": (f"P@{m}/{t}", True), "recall": (f"R@{m}/{t}", True),
-                                  "f_score": (f"F@{m}/{t}", True)})
+        return self.with_ceiling({"precision": f"P@{m}/{t}", "recall": f"R@{m}/{t}",
+                                  "f_score": f"F@{m}/{t}"})
 
     def compute(self, ctx, gen, stage, n):
         fake, real, m = _equal_sides(ctx, gen, n)
@@ -92,12 +91,12 @@ class PRC(_DomainFeatures):
 
 
 @registry.metrics.register("density_coverage")
-class DensityCoverage(_DomainFeatures):
+class DensityCoverage(DomainFeatures):
     """Density and coverage, k = 5, equal set sizes (docs/protocols.md §5.2)."""
 
     def outputs(self, ctx, stage, n):
         m, t = count_label(min(n, len(ctx.reference[0]))), domain_tag(ctx)
-        return self.with_ceiling({"density": (f"density@{m}/{t}", True), "coverage": (f"coverage@{m}/{t}", True)})
+        return self.with_ceiling({"density": f"density@{m}/{t}", "coverage": f"coverage@{m}/{t}"})
 
     def compute(self, ctx, gen, stage, n):
         fake, real, m = _equal_sides(ctx, gen, n)
@@ -110,7 +109,6 @@ class DensityCoverage(_DomainFeatures):
 class StackedModes(Metric):
     """Modes covered of 1,000 and KL to uniform, each channel judged on its own (docs/protocols.md §4)."""
 
-    families = ("domain",)
     stages = (CURVE, FINAL)
 
     def applies(self, ctx):
@@ -121,8 +119,8 @@ class StackedModes(Metric):
 
     def outputs(self, ctx, stage, n):
         c = count_label(n)
-        return {"modes_covered": (f"modes@{c}/1000", True), "kl_modes": (f"KL-modes@{c}/1000", False),
-                "modes_covered_real": (f"modes-real@{c}/1000", True), "kl_modes_real": (f"KL-modes-real@{c}/1000", False)}
+        return {"modes_covered": f"modes@{c}/1000", "kl_modes": f"KL-modes@{c}/1000",
+                "modes_covered_real": f"modes-real@{c}/1000", "kl_modes_real": f"KL-modes-real@{c}/1000"}
 
     def compute(self, ctx, gen, stage, n):
         judge = ctx.judge

@@ -12,8 +12,6 @@ from bench.metrics.families.base import Metric, domain_tag
 class ClassScores(Metric):
     """Conditional runs: judge accuracy on requested labels, per-class KID, intra-class diversity."""
 
-    families = ("domain",)
-
     def applies(self, ctx):
         return ctx.family == "domain" and ctx.conditional and not ctx.stacked
 
@@ -23,15 +21,15 @@ class ClassScores(Metric):
     def outputs(self, ctx, stage, n):
         per = n // ctx.spec.num_classes
         t = domain_tag(ctx)
-        return {"class_acc": (f"class-acc@{per}/class/{t}", True),
-                "class_acc_real": (f"class-acc-real-heldout/{t}", True),
-                "classes_low_acc": (f"classes<10x-chance@{per}/class/{t}", False),
-                "label_entropy": (f"label-entropy@{per}/class/{t}", True),
-                "kid_class_mean": (f"KID-class-mean@{per}/class/{t}", False),
-                "kid_class_std": (f"KID-class-std@{per}/class/{t}", False),
-                "kid_class_worst10": (f"KID-class-worst10@{per}/class/{t}", False),
-                "msssim_class_mean": (f"MS-SSIM-class@{conditional.PAIRS_PER_CLASS}pairs", False),
-                "coverage_class_mean": (f"coverage-class@{per}/class/{t}", True)}
+        return {"class_acc": f"class-acc@{per}/class/{t}",
+                "class_acc_real": f"class-acc-real-heldout/{t}",
+                "classes_low_acc": f"classes<10x-chance@{per}/class/{t}",
+                "label_entropy": f"label-entropy@{per}/class/{t}",
+                "kid_class_mean": f"KID-class-mean@{per}/class/{t}",
+                "kid_class_std": f"KID-class-std@{per}/class/{t}",
+                "kid_class_worst10": f"KID-class-worst10@{per}/class/{t}",
+                "msssim_class_mean": f"MS-SSIM-class@{conditional.PAIRS_PER_CLASS}pairs",
+                "coverage_class_mean": f"coverage-class@{per}/class/{t}"}
 
     def compute(self, ctx, gen, stage, n):
         scores, params = conditional.class_scores(ctx, gen, n)

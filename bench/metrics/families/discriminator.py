@@ -14,9 +14,8 @@ from bench.metrics.records import count_label
 @registry.metrics.register("probe")
 class Probe(Metric):
     """Linear probe on the frozen D beside a random D and raw pixels (docs/protocols.md §8). Opt-in: a 5-fold
-    search over C for three feature sets takes tens of seconds, too long for every run's final."""
+    search over C for three feature sets is too slow for every run's final (README, Speed)."""
 
-    families = ("domain", "natural")
     opt_in = True
 
     def applies(self, ctx):
@@ -27,8 +26,8 @@ class Probe(Metric):
 
     def outputs(self, ctx, stage, n):
         split = ctx.ref_split + (f"@{count_label(n)}" if n > 2 else "")
-        return {"probe_acc": (f"probe-acc/D/{split}", True), "probe_acc_random_d": (f"probe-acc/random-D/{split}", True),
-                "probe_acc_pixels": (f"probe-acc/pixels/{split}", True)}
+        return {"probe_acc": f"probe-acc/D/{split}", "probe_acc_random_d": f"probe-acc/random-D/{split}",
+                "probe_acc_pixels": f"probe-acc/pixels/{split}"}
 
     def compute(self, ctx, gen, stage, n):
         from bench.metrics.probe import probe_scores

@@ -16,8 +16,6 @@ from bench.metrics.records import fidelity_library
 class _NaturalConditional(Metric):
     """Conditional runs on labelled natural images, scored on balanced blocks of max(10,000, 100 x K)."""
 
-    families = ("natural",)
-
     def applies(self, ctx):
         return ctx.family == "natural" and ctx.conditional and ctx.reference[1] is not None
 
@@ -32,12 +30,12 @@ class ClassScoresInception(_NaturalConditional):
 
     def outputs(self, ctx, stage, n):
         per, t = n // ctx.spec.num_classes, f"{ctx.ref_split}/inception-lr"
-        return {"class_acc": (f"class-acc@{per}/class/{t}", True),
-                "class_acc_real": (f"class-acc-real-heldout/{t}", True),
-                "class_acc_worst": (f"class-acc-worst@{per}/class/{t}", True),
-                "classes_low_acc": (f"classes<10x-chance@{per}/class/{t}", False),
-                "kid_class_mean": (f"KID-class-mean@{per}/class/{t}", False),
-                "kid_class_worst10": (f"KID-class-worst10@{per}/class/{t}", False)}
+        return {"class_acc": f"class-acc@{per}/class/{t}",
+                "class_acc_real": f"class-acc-real-heldout/{t}",
+                "class_acc_worst": f"class-acc-worst@{per}/class/{t}",
+                "classes_low_acc": f"classes<10x-chance@{per}/class/{t}",
+                "kid_class_mean": f"KID-class-mean@{per}/class/{t}",
+                "kid_class_worst10": f"KID-class-worst10@{per}/class/{t}"}
 
     def compute(self, ctx, gen, stage, n):
         path = fidelity.inception_weights(ctx.weights)  # MissingWeights first, before any work
@@ -68,9 +66,9 @@ class ClassMSSSIM(_NaturalConditional):
 
     def outputs(self, ctx, stage, n):
         p = conditional.PAIRS_PER_CLASS
-        return {"msssim_class_mean": (f"MS-SSIM-class@{p}pairs/class", False),
-                "msssim_class_real": (f"MS-SSIM-class-real@{p}pairs/class", False),
-                "msssim_class_gap": (f"MS-SSIM-class-gap@{p}pairs/class", False)}
+        return {"msssim_class_mean": f"MS-SSIM-class@{p}pairs/class",
+                "msssim_class_real": f"MS-SSIM-class-real@{p}pairs/class",
+                "msssim_class_gap": f"MS-SSIM-class-gap@{p}pairs/class"}
 
     def compute(self, ctx, gen, stage, n):
         fake, real, used = conditional.intra_class_msssim(gen.images[:n], gen.labels[:n], *ctx.reference,

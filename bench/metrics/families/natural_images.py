@@ -18,14 +18,13 @@ from bench.metrics.records import count_label, fidelity_library
 class Inception(Metric):
     """FID, KID and IS through torch-fidelity's own pipeline, the generator fed directly."""
 
-    families = ("natural",)
     stages = (CURVE, FINAL)
 
     def outputs(self, ctx, stage, n):
         c, split = count_label(n), ctx.ref_split
-        out = {"fid": (f"FID@{c}/{split}", False), "kid": (f"KID@{c}/{split}/inception", False)}
+        out = {"fid": f"FID@{c}/{split}", "kid": f"KID@{c}/{split}/inception"}
         if stage == FINAL:
-            out["isc"] = (f"IS@{c}", True)
+            out["isc"] = f"IS@{c}"
         return out
 
     def compute(self, ctx, gen, stage, n):
@@ -53,12 +52,10 @@ class Inception(Metric):
 class VGGPRC(Metric):
     """Improved precision/recall on VGG16 fc2_relu: torch-fidelity's second call."""
 
-    families = ("natural",)
-
     def outputs(self, ctx, stage, n):
         c, split = count_label(n), ctx.ref_split
-        return {"precision": (f"P@{c}/{split}/vgg16", True), "recall": (f"R@{c}/{split}/vgg16", True),
-                "f_score": (f"F@{c}/{split}/vgg16", True)}
+        return {"precision": f"P@{c}/{split}/vgg16", "recall": f"R@{c}/{split}/vgg16",
+                "f_score": f"F@{c}/{split}/vgg16"}
 
     def compute(self, ctx, gen, stage, n):
         path = fidelity.vgg16_weights(ctx.weights)
@@ -80,11 +77,9 @@ class VGGDensityCoverage(Metric):
     """Density and coverage (k = 5) on VGG16 fc2_relu, the layer and weights of `vgg_prc`, with equal
     sides N = M = min(n_gen, n_ref), the real side a fixed random subset (docs/protocols.md §5.2)."""
 
-    families = ("natural",)
-
     def outputs(self, ctx, stage, n):
         m, split = count_label(min(n, len(ctx.reference[0]))), ctx.ref_split
-        return {"density": (f"density@{m}/{split}/vgg16", True), "coverage": (f"coverage@{m}/{split}/vgg16", True)}
+        return {"density": f"density@{m}/{split}/vgg16", "coverage": f"coverage@{m}/{split}/vgg16"}
 
     def compute(self, ctx, gen, stage, n):
         path = fidelity.vgg16_weights(ctx.weights)

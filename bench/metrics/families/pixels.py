@@ -15,7 +15,6 @@ from bench.metrics.records import count_label
 class MSSSIM(Metric):
     """Mean MS-SSIM of random distinct generated pairs beside real pairs; gap = gen - real."""
 
-    families = ("domain", "natural")
     stages = (CURVE, FINAL)
 
     def n_gen(self, ctx, stage, n):
@@ -23,8 +22,8 @@ class MSSSIM(Metric):
 
     def outputs(self, ctx, stage, n):
         p = count_label(min(PAIRS[stage], n * 5))
-        return {"msssim_gen": (f"MS-SSIM-gen@{p}pairs", False), "msssim_real": (f"MS-SSIM-real@{p}pairs", False),
-                "msssim_gap": (f"MS-SSIM-gap@{p}pairs", False)}
+        return {"msssim_gen": f"MS-SSIM-gen@{p}pairs", "msssim_real": f"MS-SSIM-real@{p}pairs",
+                "msssim_gap": f"MS-SSIM-gap@{p}pairs"}
 
     def compute(self, ctx, gen, stage, n):
         pairs = min(PAIRS[stage], n * 5)
@@ -42,12 +41,10 @@ class MSSSIM(Metric):
 class NDB(Metric):
     """Number of statistically different bins over K = 100 k-means bins, with a real-data control."""
 
-    families = ("domain", "natural")
-
     def outputs(self, ctx, stage, n):
         c, k = count_label(n), len(ctx.ndb_bins.centres)
-        return {"ndb_over_k": (f"NDB/K@{c}/K{k}", False), "ndb_jsd": (f"NDB-JSD@{c}/K{k}", False),
-                "ndb_over_k_real": (f"NDB/K-real@{c}/K{k}", False)}
+        return {"ndb_over_k": f"NDB/K@{c}/K{k}", "ndb_jsd": f"NDB-JSD@{c}/K{k}",
+                "ndb_over_k_real": f"NDB/K-real@{c}/K{k}"}
 
     def compute(self, ctx, gen, stage, n):
         bins = ctx.ndb_bins

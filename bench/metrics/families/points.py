@@ -12,7 +12,6 @@ from bench.metrics.records import count_label
 class ModeScores(Metric):
     """Modes covered, high-quality fraction, KL and JSD to uniform over modes (docs/protocols.md §3)."""
 
-    families = ("points",)
     stages = (CURVE, FINAL)
 
     def n_gen(self, ctx, stage, n):
@@ -20,8 +19,8 @@ class ModeScores(Metric):
 
     def outputs(self, ctx, stage, n):
         c = count_label(n)
-        return {"modes_covered": (f"modes@{c}", True), "hq_fraction": (f"HQ@{c}", True),
-                "kl_modes": (f"KL-modes@{c}", False), "jsd_modes": (f"JSD-modes@{c}", False)}
+        return {"modes_covered": f"modes@{c}", "hq_fraction": f"HQ@{c}",
+                "kl_modes": f"KL-modes@{c}", "jsd_modes": f"JSD-modes@{c}"}
 
     def compute(self, ctx, gen, stage, n):
         scores = modes.mixture_scores(gen.points[:n], ctx.data.centres, ctx.data.std)
