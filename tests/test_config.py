@@ -58,7 +58,7 @@ def test_unknown_key_lists_valid_keys():
         resolve({"variant": "dcgan", "dataset": "digits", "lr_dd": 1.0}, where="g.yaml")
     message = str(info.value)
     assert message.startswith("g.yaml: variant 'dcgan' has no key 'lr_dd'; did you mean 'lr_d'? Valid keys: loop: ")
-    assert "; dcgan: betas, d_steps, " in message and "real_label" in message
+    assert "; dcgan: augment, betas, d_steps, " in message and "real_label" in message
 
 
 def test_a_bad_value_anywhere_in_the_grid_stops_all(bench_cli, write_grid, tmp_path):
@@ -228,13 +228,13 @@ def test_every_numeric_key_declares_a_range():
     """So --dry-run can refuse what training would choke on; parametrized from the registry."""
     from bench import registry
     from bench.config.checks import field_range
-    from bench.config.schema import LoopConfig, _fields
+    from bench.config.schema import LoopConfig, config_fields
 
     classes = [LoopConfig] + [registry.variants.get(n).Config for n in registry.variants.names()]
     classes += [registry.datasets.get(n).Options for n in registry.datasets.names()]
     missing = []
     for cls in classes:
-        for name, annotation in _fields(cls).items():
+        for name, annotation in config_fields(cls).items():
             if any(t in (int, float) for t in _numbers(annotation)) and field_range(cls, name) is None:
                 missing.append(f"{cls.__name__}.{name}")
     assert not missing, missing

@@ -129,14 +129,14 @@ def test_a_comma_list_points_at_the_bracket_form(bench_cli):
 
 
 def test_an_unknown_key_lists_every_key_grouped_loop_keys_included(bench_cli):
-    from bench.config.schema import LoopConfig, _fields
+    from bench.config.schema import LoopConfig, config_fields
 
     code, _, err = bench_cli("run", str(REPO / "ablations" / "smoke.yaml"), "--set", "step=100", "--dry-run")
     assert code == 2 and err.count("\n") == 1
     assert "variant 'dcgan' has no key 'step'; did you mean 'steps'? Valid keys: loop: " in err
     loop = re.search(r"loop: ([^;]+);", err).group(1).split(", ")
-    assert loop == sorted(_fields(LoopConfig)) and "steps" in loop and "batch_size" in loop
-    assert "; dcgan: betas, d_steps, " in err and err.rstrip().endswith("; data (digits): data.flip")
+    assert loop == sorted(config_fields(LoopConfig)) and "steps" in loop and "batch_size" in loop
+    assert "; dcgan: augment, betas, d_steps, " in err and err.rstrip().endswith("; data (digits): data.flip")
 
 
 def test_a_tab_indented_grid_file_says_indent_with_spaces(bench_cli, write_grid):

@@ -68,7 +68,7 @@ def test_a_new_metric_brings_its_ideal_and_its_stability_rule(throwaway):
 def test_the_docs_check_asks_for_a_new_metric_and_its_rule(throwaway):
     text, table = doc_text(), readme_metric_table()
     assert metric_problems(text, table) == [
-        "the README's metric table misses 'sharpness_test' or words it differently than bench/metrics/facts.py"]
+        "docs/metrics.md's metric table misses 'sharpness_test' or words it differently than bench/metrics/facts.py"]
     assert rule_problems(text) == ["rule 'reach.sharpness' is named nowhere in README.md or docs/"]
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.report.model import md_escape
 from bench.config import published
 from bench.metrics import facts
 
@@ -322,13 +323,13 @@ def test_a_best_checkpoint_row_reads_the_best_records():
     rep = dataclasses.replace(_reported("fid", 36.9), checkpoint="best")
     table = measured.compare(_tidy(rows), [rep, _reported("fid", 36.9)])
     assert table["ours_mean"].tolist() == [36.5, 41.0] and table["checkpoint"].tolist() == ["best", "final"]
-    assert "fid ↓ (fid@2500, best checkpoint)" in measured.to_markdown(table)
+    assert "fid ↓ (fid@2500, best checkpoint)" in measured.to_markdown(table, md_escape)
 
 
 def test_renderings_cite_the_source_and_escape():
     reported = [_reported("modes_covered", 6.3, 0.5), _reported("hq_fraction", 98.2, 0.2, unit="%")]
     table = measured.compare(_planted(), reported)
-    md, page, tex = measured.to_markdown(table), measured.to_html(table), measured.to_latex(table)
+    md, page, tex = measured.to_markdown(table, md_escape), measured.to_html(table), measured.to_latex(table)
     cite = "A. Author. A paper. 2018, Table 1."
     for text in (md, page):
         assert cite in text and "ours higher" in text and "ours lower" in text

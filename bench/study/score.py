@@ -107,6 +107,15 @@ def _context_class():
         def real_features(self):
             return self.extractor.features(self._reference)
 
+        @functools.cached_property
+        def derived_key(self) -> str:
+            """The cache key of values computed from the reference (FD statistics, ceilings): set B's
+            own bytes, so two reference sets scored in one feature space never share a cached value."""
+            import hashlib
+
+            digest = hashlib.sha256(self._reference.contiguous().numpy().tobytes()).hexdigest()[:16]
+            return f"{super().derived_key}-set{digest}"
+
         def protocol(self) -> dict:
             out = super().protocol()
             out.update(ref_dataset=self.source, ref_split="set", ref_fingerprint="", seed=None,
