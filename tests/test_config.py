@@ -150,7 +150,7 @@ def _one_line_error(code: int, err: str, expected: str, seconds: float) -> None:
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err[:500]
     # The unknown-key line lists every key the run accepts, grouped: its length is set by the schema,
     # not by the input (the bad key is clipped to 32 characters), so it gets a longer bound.
-    limit = 600 if "Valid keys: loop: " in lines[0] else 300
+    limit = 800 if "Valid keys: loop: " in lines[0] else 300
     assert len(lines[0]) <= limit and "Traceback" not in err and expected in lines[0], lines[0]
     assert seconds < 5, seconds
 
