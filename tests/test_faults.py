@@ -192,13 +192,14 @@ def small_tmpfs(tmp_path):
     subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-@pytest.mark.xfail(reason="fails after this stop's merge of the flush hooks, timing and reference caches; cause not yet found (named in the stop's closing note): fix before relying on kill/full-disk resume", strict=False)
 @pytest.mark.slow
 def test_real_full_filesystem(bench_cli, write_grid, small_tmpfs, tmp_path):
     """torch.save, the sample PNGs and metrics.jsonl on a filesystem that fills up for real."""
-    grid = write_grid({**tiny_grid(steps=40, sample_every=10, mlp_gan={"hidden_g": [64, 64], "hidden_d": [64, 64]}),
-                       "seeds": 3})
-    code, _, err = bench_cli("run", str(grid), "--results", "disk/results")
+    # One process (runs one at a time, so the first run alone fills the disk) and z_dim 2, so one
+    # checkpoint (about 110 kB) fits beside the samples and the second does not.
+    grid = write_grid({**tiny_grid(steps=40, sample_every=10, z_dim=2,
+                                   mlp_gan={"hidden_g": [64, 64], "hidden_d": [64, 64]}), "seeds": 3})
+    code, _, err = bench_cli("run", str(grid), "--results", "disk/results", "--jobs", "1")
     assert code == 1, err
     line = _error_line(err)
     # Which write fails first depends on sizes; where it is a small one, status.json cannot be written either.
@@ -212,7 +213,7 @@ def test_real_full_filesystem(bench_cli, write_grid, small_tmpfs, tmp_path):
     latest = torch.load(started[0] / "ckpt" / "latest.pt", weights_only=True)["step"]  # whole, too
 
     subprocess.run(["mount", "-o", "remount,size=8m", str(small_tmpfs)], check=True)  # space freed
-    code, _, err = bench_cli("run", str(grid), "--results", "disk/results")
+    code, _, err = bench_cli("run", str(grid), "--results", "disk/results", "--jobs", "1")
     assert code == 0, err
     assert all(_status(r)["state"] == "done" for r in runs.values())
     assert _status(started[0])["start_step"] == latest
@@ -430,7 +431,7 @@ def _bench_run_in_fork(grid: Path, results: Path, marks: Path) -> int:
 
         Evaluator.at_flush, checkpoint.save_atomic = at_flush, save_atomic
         torch.set_num_threads(1)
-        code = main(["run", str(grid), "--results", str(results)])
+        code = main(["run", str(grid), "--results", str(results), "--jobs", "1"])  # patched here, not in workers
     finally:
         os._exit(code)
 
@@ -447,13 +448,12 @@ def _wait_for(path: Path, pid: int, timeout: float = 120) -> bool:
     raise AssertionError(f"{path.name} never appeared")
 
 
-@pytest.mark.xfail(reason="fails after this stop's merge of the flush hooks, timing and reference caches; cause not yet found (named in the stop's closing note): fix before relying on kill/full-disk resume", strict=False)
 @pytest.mark.slow
 def test_random_kills_resume_to_the_same_weights_optimizers_and_records(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump(_grid(steps=400, log_every=10, ckpt_every=10, eval_every=20, eval_n=500)))
-    assert main(["run", str(grid), "--results", "straight"]) == 0
+    assert main(["run", str(grid), "--results", "straight", "--jobs", "1"]) == 0
     marks, killed = tmp_path / "marks", tmp_path / "killed"
     marks.mkdir()
     rng = random.Random(20240613)
