@@ -59,6 +59,21 @@ def tiny_grid(**base) -> dict:
                      "log_every": 10, "ckpt_every": 10, "eval_every": -1, **base}}
 
 
+def train_grid(root: Path, grid: dict) -> Path:
+    """Write `grid` to root/grid.yaml and train it with `bench run` from inside root (so results/ and
+    cache/ land there); returns root. For module fixtures that train once and hand out copies."""
+    from bench.cli import main
+
+    (root / "grid.yaml").write_text(yaml.safe_dump(grid))
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["run", "grid.yaml"]) == 0
+    finally:
+        os.chdir(cwd)
+    return root
+
+
 def run_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("*/*") if p.is_dir()) if root.exists() else []
 

@@ -18,7 +18,7 @@ from PIL import Image
 from bench.errors import BenchError
 from bench.report.synthetic import curve_record, write_run
 from bench.store.runs import RunDir
-from conftest import tiny_grid
+from conftest import tiny_grid, train_grid
 
 
 def one_line_error(code: int, err: str, *words: str) -> None:
@@ -31,16 +31,7 @@ def one_line_error(code: int, err: str, *words: str) -> None:
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
-    from bench.cli import main
-
-    root = tmp_path_factory.mktemp("finished")
-    (root / "grid.yaml").write_text(yaml.safe_dump(tiny_grid(steps=4, log_every=2, ckpt_every=2)))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert main(["run", "grid.yaml"]) == 0
-    finally:
-        os.chdir(cwd)
+    root = train_grid(tmp_path_factory.mktemp("finished"), tiny_grid(steps=4, log_every=2, ckpt_every=2))
     return next(p for p in (root / "results" / "tiny").iterdir() if p.is_dir())
 
 

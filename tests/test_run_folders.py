@@ -22,7 +22,7 @@ from bench.config.schema import load_grid
 from bench.config.grid import resolve_all
 from bench.store.locks import RunLock, is_stale, read_lock
 from bench.store.runs import Damaged, RunDir
-from conftest import tiny_grid
+from conftest import tiny_grid, train_grid
 
 
 def _images(folder: Path, seed: int, n: int = 6) -> Path:
@@ -88,17 +88,7 @@ def test_files_changed_between_planning_and_training_are_refused(tmp_path, bench
 @pytest.fixture(scope="module")
 def trained_pair_source(tmp_path_factory) -> Path:
     """Two finished tiny runs, trained once for the module; each test works on its own copy."""
-    from bench.cli import main
-
-    root = tmp_path_factory.mktemp("pair")
-    (root / "grid.yaml").write_text(yaml.safe_dump({**tiny_grid(), "seeds": 2}))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert main(["run", "grid.yaml"]) == 0
-    finally:
-        os.chdir(cwd)
-    return root
+    return train_grid(tmp_path_factory.mktemp("pair"), {**tiny_grid(), "seeds": 2})
 
 
 def _trained_pair(tmp_path: Path, source: Path) -> tuple[Path, list[Path]]:

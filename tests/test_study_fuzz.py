@@ -23,7 +23,7 @@ from PIL import Image
 
 from bench.errors import BenchError
 from bench.report.synthetic import curve_record, write_run
-from conftest import tiny_grid
+from conftest import tiny_grid, train_grid
 from test_grid_fuzz import FUZZ, _tree, bench, check_outcome, junk, texts
 
 SIZE = 8  # every reference set here holds 8 px images
@@ -314,16 +314,7 @@ def test_any_baseline_picks_one_configuration_per_stratum_or_is_refused_in_one_l
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    from bench.cli import main
-
-    root = tmp_path_factory.mktemp("trained")
-    (root / "grid.yaml").write_text(yaml.safe_dump(tiny_grid(steps=4, log_every=2, ckpt_every=2)))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert main(["run", "grid.yaml"]) == 0
-    finally:
-        os.chdir(cwd)
+    root = train_grid(tmp_path_factory.mktemp("trained"), tiny_grid(steps=4, log_every=2, ckpt_every=2))
     return next(p for p in (root / "results" / "tiny").iterdir() if p.is_dir())
 
 
