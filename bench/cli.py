@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bench.errors import BenchError
+from bench.errors import BenchError, Terminated
 from bench.data_command import data as data_commands
 
 RESULTS_HELP = "results folder (default: ./results or $BENCH_RESULTS)"
@@ -370,9 +370,10 @@ def main(argv=None) -> int:
     except BenchError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
-    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort
         click.echo(interrupted(sys.argv[1:] if argv is None else argv), err=True)
-        return 130
+        terminated = isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
+        return 143 if terminated else 130  # 128 + the signal, as a shell reports it
     except click.UsageError as exc:  # a bad option value: one line, like every other mistake
         where = f"; {exc.ctx.command_path} --help lists the options" if exc.ctx else ""
         click.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -487,3 +488,75 @@ def test_random_kills_resume_to_the_same_weights_optimizers_and_records(tmp_path
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     _assert_same_runs(_runs(killed), _runs(tmp_path / "straight"))
+
+
+# ---- SIGTERM to a launcher with worker processes
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process under `pid`, from /proc (the workers and joblib's helpers)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = (int(fields[1]), fields[0])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, (parent, _) in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has stopped; only its parent's reaping is left
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+def test_sigterm_stops_the_worker_processes_and_leaves_the_runs_resumable(tmp_path):
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(_grid(steps=1_000_000, log_every=50, ckpt_every=50)
+                                                       | {"seeds": 2}))
+    launcher = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "grid.yaml", "--jobs", "2"],
+                                cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while len([r for r in _runs(tmp_path / "results").values() if (r / "ckpt" / "latest.pt").exists()]) < 2:
+            assert launcher.poll() is None and time.time() < deadline, "both runs never checkpointed"
+            time.sleep(0.2)
+        workers = _descendants(launcher.pid)
+        assert workers
+        launcher.send_signal(signal.SIGTERM)
+        _, err = launcher.communicate(timeout=60)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 143 and "Traceback" not in err, err
+    assert err.strip().endswith("resume from their last checkpoint with: bench run grid.yaml --jobs 2"), err
+    deadline = time.time() + 10
+    while any(_alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)], "worker processes outlived the launcher"
+    # Each run keeps a checkpoint, and with its process gone `bench status` calls it stalled: the next
+    # `bench run` resumes it.
+    assert all(_status(r)["step"] >= 50 for r in _runs(tmp_path / "results").values())
+    status = subprocess.run([sys.executable, "-m", "bench.cli", "status", "tiny"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert status.returncode == 0 and "\n2 stalled" in status.stdout, status.stdout + status.stderr
+
+
+def test_sigterm_is_an_interrupt_only_while_a_launcher_waits_on_its_workers():
+    """Inside, SIGTERM raises Terminated (the launcher then stops its workers); after, the handler is
+    what it was, so a process forked later (a report's figure pool) still dies of SIGTERM as before."""
+    from bench.errors import Terminated
+    from bench.launch.backends import sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated), sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -248,3 +248,31 @@ def test_ceiling_line_measured_at_a_smaller_count_says_so(tmp_path):
     notes = [n for n in h.notes if n.startswith("Ceiling line")]
     # One sentence for both columns measured above the half's count; KID's ceiling at its own count needs none.
     assert len(notes) == 1 and "one half of 2,500 real images" in notes[0] and "5,000 and 10,000 generated" in notes[0]
+
+
+def test_a_bundle_that_sets_more_keys_than_another_it_matches_keeps_its_own_name(tmp_path):
+    """`projection_sn` sets d_cond: projection as `projection` does, plus spectral_norm_d: its runs carry
+    both bundles' settings, and must be labelled, grouped and chosen as projection_sn, not projection."""
+    from bench.launch.status import describer
+
+    bundles = {"concat": {"d_cond": "concat", "spectral_norm_d": False},
+               "projection": {"d_cond": "projection", "spectral_norm_d": False},
+               "projection_sn": {"d_cond": "projection", "spectral_norm_d": True}}
+    grid = tmp_path / "cg"
+    for i, (name, cfg) in enumerate(bundles.items()):
+        for seed in range(5):
+            recs = [curve_record(600, "fd", 10.0 * (i + 1) + seed, "FD@10k/train/digits-mlp", False,
+                                 kind="final", seed=seed)]
+            write_run(grid, {"variant": "cgan", "dataset": "digits", "seed": seed, **cfg}, "done", recs, 600)
+    text = ("name: cg\ngrid:\n  d:\n    concat: {d_cond: concat}\n    projection: {d_cond: projection}\n"
+            "    projection_sn: {d_cond: projection, spectral_norm_d: true}\n")
+    (grid / "grid.yaml").write_text(text)
+    report = _report(grid)
+    h = next(iter(report.headlines.values()))
+    assert [r.label for r in h.rows] == ["concat", "projection", "projection_sn"]
+    assert [r.n for r in h.rows] == [5, 5, 5]  # three configurations, not two with 5 and 10 seeds
+    pinned = next(iter(_report(grid, baseline=("d=projection",)).headlines.values()))
+    assert [r.label for r in pinned.rows if r.baseline] == ["projection"]
+    describe = describer([{"variant": "cgan", "dataset": "digits", "seed": 0, **c} for c in bundles.values()], text)
+    assert [describe({"variant": "cgan", "dataset": "digits", "seed": 0, **c}) for c in bundles.values()] == \
+        [f"variant=cgan dataset=digits d={name} seed=0" for name in bundles]

@@ -128,3 +128,11 @@ def matches(value: AxisValue, cfg: dict) -> bool:
         if k is None or canon(cfg[k]) != canon(want):
             return False
     return True
+
+
+def pick(axis: Axis, cfg: dict) -> int | None:
+    """Index of the axis value a run was made from. A run of `projection_sn: {d_cond: projection,
+    spectral_norm_d: true}` also carries `projection: {d_cond: projection}`, so of the values it
+    matches, the one that sets the most keys wins (the first, on a tie)."""
+    hits = [i for i, v in enumerate(axis.values) if matches(v, cfg)]
+    return max(hits, key=lambda i: len(axis.values[i].settings), default=None)

@@ -9,11 +9,14 @@ grid: every later write would fail too, so no further run is started and running
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
-from bench.errors import BenchError
+from bench.errors import BenchError, Terminated
 from bench.launch.scheduler import DISK_FULL, execute_stream, execute_unit
 
 Unit = list[str]  # run folder paths trained together (one unless --pack)
@@ -62,16 +65,37 @@ def run_local(units: list[Unit], placement: Placement, retry_failed: bool,
                  for i, s in enumerate(streams) if s)
     else:
         calls = (delayed(execute_unit)(u, threads, None, None, retry_failed) for u in units)
-    results = Parallel(n_jobs=placement.slots, return_as="generator_unordered")(calls)
+    with sigterm_as_interrupt():
+        results = Parallel(n_jobs=placement.slots, return_as="generator_unordered")(calls)
+        try:
+            for outcomes in results:
+                yield from outcomes
+                if _disk_full(outcomes):
+                    return
+        finally:  # also on Ctrl-C and SIGTERM: joblib kills the workers; their runs resume later
+            with warnings.catch_warnings():  # joblib warns that it cancelled the runs still going
+                warnings.simplefilter("ignore", UserWarning)
+                results.close()
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM raises Terminated in the launcher while its workers train. Its default action ended the
+    launcher at once and left the workers orphaned, still training; as an interrupt, the `finally`
+    above stops them. Only here: a process forked while the handler is set (a report's figure pool)
+    would inherit it, and the workers are exec'd, so they do not."""
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+
+    def terminated(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
-        for outcomes in results:
-            yield from outcomes
-            if _disk_full(outcomes):
-                return
+        yield
     finally:
-        with warnings.catch_warnings():  # joblib warns that it cancelled the runs still going
-            warnings.simplefilter("ignore", UserWarning)
-            results.close()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def run_dask(units: list[Unit], placement: Placement, retry_failed: bool,

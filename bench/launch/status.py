@@ -84,12 +84,12 @@ def describer(configs: list[dict], grid_text: str = "", bare: bool = False):
     """config -> 'variant=... dataset=... <what varies> seed=N' (variant and dataset without their key
     when `bare`). An axis of named bundles reads `labels=one_sided` instead of the keys it sets, when
     every config matches one of its values (bench/config/axes.py); other varying keys read key=value."""
-    from bench.config.axes import matches, parse_axes
+    from bench.config.axes import parse_axes, pick
 
     varying = [k for k in varying_config_keys(configs) if len({repr(c.get(k)) for c in configs}) > 1]
     named = []  # (axis, its values) where each config matches a named value and more than one is used
     for axis in parse_axes(grid_text):
-        hits = [next((v for v in axis.values if matches(v, c)), None) for c in configs]
+        hits = [None if (i := pick(axis, c)) is None else axis.values[i] for c in configs]
         if all(h is not None and h.name is not None for h in hits) and len({h.name for h in hits}) > 1:
             named.append(axis)
 
@@ -97,9 +97,11 @@ def describer(configs: list[dict], grid_text: str = "", bare: bool = False):
         words = [config.get(k) if bare else f"{k}={config.get(k)}" for k in ("variant", "dataset")]
         covered = {"variant", "dataset", "seed"}
         for axis in named:
-            value = next(v for v in axis.values if matches(v, config))
+            value = axis.values[pick(axis, config)]
             words.append(f"{axis.name}={value.name}")
-            covered |= {key.split(".")[-1] for key, _ in value.settings} | {key for key, _ in value.settings}
+            # The name stands for every key the axis sets (spectral_norm_d=False is `concat`'s too).
+            keys = [key for v in axis.values for key, _ in v.settings]
+            covered |= {key.split(".")[-1] for key in keys} | set(keys)
         words += [f"{k}={config.get(k)}" for k in varying if k not in covered and k in config]
         return " ".join(map(str, words + ([f"seed={config['seed']}"] if "seed" in config else [])))
 

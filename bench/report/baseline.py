@@ -17,7 +17,7 @@ import yaml
 
 from bench.errors import BenchError
 from bench.report.load import GridData
-from bench.config.axes import canon, is_stratum_key, matches, text
+from bench.config.axes import canon, is_stratum_key, pick, text
 from bench.report.names import View, named_value
 
 __all__ = ["Baseline", "canon", "parse_baseline", "partners", "config_order", "natural"]
@@ -52,7 +52,9 @@ def _pairs(texts: list[str], data: GridData, view: View) -> list:
                              "chosen within each of them, so name a key that varies inside one")
         named = named_value(view, key, raw)
         if named:
-            preds.append(lambda cfg, vs=named: any(matches(v, cfg) for v in vs))
+            axes = [a for a in view.axes if a.name == key]
+            preds.append(lambda cfg, vs=named, axes=axes: any(
+                (i := pick(a, cfg)) is not None and a.values[i] in vs for a in axes))
             continue
         axis = next((a for a in view.axes if a.name == key), None)
         if axis is not None and key not in data.varying:  # an axis of the grid file, not a config key

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.config.axes import Axis, AxisValue, canon, is_stratum_key, matches, parse_axes, text
+from bench.config.axes import Axis, AxisValue, canon, is_stratum_key, parse_axes, pick, text
 
 @dataclass
 class View:
@@ -51,7 +51,7 @@ def build_view(configs: dict[str, dict], varying: list[str], grid_text: str) -> 
     for cid, cfg in configs.items():
         idx = []
         for a, axis in enumerate(axes):
-            hit = next((i for i, v in enumerate(axis.values) if matches(v, cfg)), None)
+            hit = pick(axis, cfg)
             idx.append(hit)
             if hit is not None:
                 present.setdefault(a, set()).add(hit)
