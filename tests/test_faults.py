@@ -498,13 +498,12 @@ def _descendants(pid: int) -> set[int]:
     parents = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
         except OSError:
             continue
-        parents[int(stat.parent.name)] = (int(fields[1]), fields[0])
     found, frontier = set(), {pid}
     while frontier:
-        frontier = {child for child, (parent, _) in parents.items() if parent in frontier} - found
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
 
@@ -523,6 +522,7 @@ def test_sigterm_stops_the_worker_processes_and_leaves_the_runs_resumable(tmp_pa
                                                        | {"seeds": 2}))
     launcher = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "grid.yaml", "--jobs", "2"],
                                 cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    workers: set[int] = set()
     try:
         deadline = time.time() + 120
         while len([r for r in _runs(tmp_path / "results").values() if (r / "ckpt" / "latest.pt").exists()]) < 2:
@@ -531,16 +531,19 @@ def test_sigterm_stops_the_worker_processes_and_leaves_the_runs_resumable(tmp_pa
         workers = _descendants(launcher.pid)
         assert workers
         launcher.send_signal(signal.SIGTERM)
-        _, err = launcher.communicate(timeout=60)
-    finally:
+        _, err = launcher.communicate(timeout=60)  # orphaned workers would hold stderr open: a timeout
+        assert launcher.returncode == 143 and "Traceback" not in err, err
+        assert err.strip().endswith("resume from their last checkpoint with: bench run grid.yaml --jobs 2"), err
+        deadline = time.time() + 10
+        while any(_alive(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if _alive(pid)], "worker processes outlived the launcher"
+    finally:  # a failure must not leave the launcher or its workers training a million steps
         if launcher.poll() is None:
             launcher.kill()
-    assert launcher.returncode == 143 and "Traceback" not in err, err
-    assert err.strip().endswith("resume from their last checkpoint with: bench run grid.yaml --jobs 2"), err
-    deadline = time.time() + 10
-    while any(_alive(pid) for pid in workers) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not [pid for pid in workers if _alive(pid)], "worker processes outlived the launcher"
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
     # Each run keeps a checkpoint, and with its process gone `bench status` calls it stalled: the next
     # `bench run` resumes it.
     assert all(_status(r)["step"] >= 50 for r in _runs(tmp_path / "results").values())

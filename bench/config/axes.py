@@ -130,9 +130,8 @@ def matches(value: AxisValue, cfg: dict) -> bool:
     return True
 
 
-def pick(axis: Axis, cfg: dict) -> int | None:
-    """Index of the axis value a run was made from. A run of `projection_sn: {d_cond: projection,
+def pick(axis: Axis, cfg: dict) -> AxisValue | None:
+    """The axis value a run was made from. A run of `projection_sn: {d_cond: projection,
     spectral_norm_d: true}` also carries `projection: {d_cond: projection}`, so of the values it
     matches, the one that sets the most keys wins (the first, on a tie)."""
-    hits = [i for i, v in enumerate(axis.values) if matches(v, cfg)]
-    return max(hits, key=lambda i: len(axis.values[i].settings), default=None)
+    return max((v for v in axis.values if matches(v, cfg)), key=lambda v: len(v.settings), default=None)

@@ -89,7 +89,7 @@ def describer(configs: list[dict], grid_text: str = "", bare: bool = False):
     varying = [k for k in varying_config_keys(configs) if len({repr(c.get(k)) for c in configs}) > 1]
     named = []  # (axis, its values) where each config matches a named value and more than one is used
     for axis in parse_axes(grid_text):
-        hits = [None if (i := pick(axis, c)) is None else axis.values[i] for c in configs]
+        hits = [pick(axis, c) for c in configs]
         if all(h is not None and h.name is not None for h in hits) and len({h.name for h in hits}) > 1:
             named.append(axis)
 
@@ -97,7 +97,7 @@ def describer(configs: list[dict], grid_text: str = "", bare: bool = False):
         words = [config.get(k) if bare else f"{k}={config.get(k)}" for k in ("variant", "dataset")]
         covered = {"variant", "dataset", "seed"}
         for axis in named:
-            value = axis.values[pick(axis, config)]
+            value = pick(axis, config)
             words.append(f"{axis.name}={value.name}")
             # The name stands for every key the axis sets (spectral_norm_d=False is `concat`'s too).
             keys = [key for v in axis.values for key, _ in v.settings]

@@ -53,8 +53,7 @@ def _pairs(texts: list[str], data: GridData, view: View) -> list:
         named = named_value(view, key, raw)
         if named:
             axes = [a for a in view.axes if a.name == key]
-            preds.append(lambda cfg, vs=named, axes=axes: any(
-                (i := pick(a, cfg)) is not None and a.values[i] in vs for a in axes))
+            preds.append(lambda cfg, vs=named, axes=axes: any(pick(a, cfg) in vs for a in axes))
             continue
         axis = next((a for a in view.axes if a.name == key), None)
         if axis is not None and key not in data.varying:  # an axis of the grid file, not a config key

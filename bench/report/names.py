@@ -51,7 +51,8 @@ def build_view(configs: dict[str, dict], varying: list[str], grid_text: str) -> 
     for cid, cfg in configs.items():
         idx = []
         for a, axis in enumerate(axes):
-            hit = pick(axis, cfg)
+            value = pick(axis, cfg)
+            hit = None if value is None else axis.values.index(value)
             idx.append(hit)
             if hit is not None:
                 present.setdefault(a, set()).add(hit)
